@@ -1,0 +1,1 @@
+"""ECDP reproducibility suite."""
