@@ -1,1 +1,35 @@
-"""Baselines."""
+"""Super-resolution methods behind one interface (k-diffusion's adapter idea).
+
+A ``SuperResolver`` maps an LR batch to an SR batch; evaluation and timing treat every method
+(bicubic, RRDB, SRDiff, SR3, ECDP) alike through it.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .bicubic import Bicubic
+
+
+@runtime_checkable
+class SuperResolver(Protocol):
+    name: str
+    stochastic: bool
+
+    def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, int]:
+        """lr: (B, 3, h, w) in [0, 1] -> (sr: (B, 3, s*h, s*w) in [0, 1], network evaluations)."""
+        ...
+
+
+METHODS = {
+    "bicubic": Bicubic,
+}
+
+
+def build_method(kind: str, **kwargs) -> SuperResolver:
+    """The one factory from a config ``method`` name to a SuperResolver."""
+    if kind not in METHODS:
+        raise ValueError(f"unknown method {kind!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[kind](**kwargs)

@@ -42,7 +42,8 @@ def _try_one(name: str, spec: dict, cache: Path, *, allow_download: bool, timeou
             try:
                 download(spec["url"], target, timeout=timeout, progress=False)
             except DownloadError as err:
-                return {"status": "unavailable", "reason": f"download failed: {err}"}
+                return {"status": "unavailable",
+                        "reason": f"cannot download {spec['url']} ({err.__cause__ or err})"}
         else:
             return {"status": "unavailable", "reason": f"{filename} not in {cache} and downloads "
                     "are disabled"}

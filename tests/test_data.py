@@ -15,7 +15,8 @@ from ecdp.data.download import (ChecksumError, DownloadError, UnsafeArchiveError
                                 extract)
 from ecdp.data.io import ImageError, list_images, read_image, sha256_file
 from ecdp.data.pairs import make_pairs
-from ecdp.data.patches import PatchSampler, batch_generator
+from ecdp.data.patches import PatchSampler
+from ecdp.rng import batch_generator
 from ecdp.data.sample_photos import SPLITS
 from ecdp.degradation import degrade
 

@@ -13,15 +13,11 @@ import numpy as np
 import torch
 
 from ..degradation import degrade_batch
+from ..rng import batch_generator
 from .datasets import load_hr, load_manifest, split_entries
 from .io import ImageError
 
-__all__ = ["PatchSampler", "PatchStream", "batch_generator"]
-
-
-def batch_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    """The generator that drives batch ``step`` of process ``rank``."""
-    return torch.Generator().manual_seed(hash((int(seed), int(rank), int(step))) & (2**63 - 1))
+__all__ = ["PatchSampler", "PatchStream"]
 
 
 def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,0 +1,114 @@
+"""Running a method over evaluation pairs, and per-image metrics (tidy rows).
+
+``super_resolve_pairs`` writes ``out/NAME.png`` for every pair and, last, ``out.json`` (the
+manifest with seconds and network evaluations per image). ``evaluate_sr`` returns one row per
+(image, seed, protocol) with the protocol's columns and the LPIPS weights used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .data.io import read_image, sha256_file, write_json, write_png
+from .data.pairs import load_pairs, read_pair
+from .metrics import PROTOCOLS, load_lpips, lpips_distance, lr_psnr, psnr, ssim
+from .rng import image_generator
+
+__all__ = ["to_tensor", "to_uint8", "super_resolve_pairs", "evaluate_sr", "summarize"]
+
+
+def to_tensor(image: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, clamped and rounded."""
+    return torch.floor(x[0].detach().clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).cpu().numpy()
+
+
+def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os.PathLike, *,
+                        seed: int, device: str | torch.device = "cpu", progress: bool = True,
+                        provenance: dict | None = None) -> dict:
+    base, pairs = load_pairs(pairs_manifest)
+    out = Path(out)
+    images = []
+    for pair in tqdm(pairs["pairs"], desc=f"{method.name} seed {seed}", disable=not progress):
+        lr = to_tensor(read_image(base / pair["lr"]), device)
+        generator = image_generator(seed, pair["name"], device=device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            sr, nfe = method.super_resolve(lr, generator=generator)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        path = out / f"{pair['name']}.png"
+        write_png(path, to_uint8(sr))
+        images.append({"name": pair["name"], "path": path.name, "sha256": sha256_file(path),
+                       "seconds": seconds, "nfe": int(nfe)})
+    manifest = {"method": method.name, "seed": seed, "device": str(device),
+                "pairs": str(pairs_manifest), "images": images, **(provenance or {})}
+    write_json(out.with_suffix(".json"), manifest)
+    return manifest
+
+
+def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.PathLike], *,
+                experiment: str, protocols: list[str], lpips_weights: dict,
+                progress: bool = True) -> pd.DataFrame:
+    """One row per (image, seed, protocol): psnr, ssim, lpips, lr_psnr, protocol columns."""
+    base, pairs = load_pairs(pairs_manifest)
+    scale = pairs["scale"]
+    lpips_model, lpips_status = load_lpips(lpips_weights)
+    rows = []
+    for sr_path in sr_manifests:
+        sr_manifest = json.loads(Path(sr_path).read_text())
+        by_name = {i["name"]: i for i in sr_manifest["images"]}
+        missing = [p["name"] for p in pairs["pairs"] if p["name"] not in by_name]
+        if missing:
+            raise ValueError(f"{sr_path}: no SR image for {missing}")
+        for pair in tqdm(pairs["pairs"], desc=f"evaluate {experiment}", disable=not progress):
+            lr_u8, hr_u8 = read_pair(base, pair)
+            info = by_name[pair["name"]]
+            sr = to_tensor(read_image(Path(sr_path).with_suffix("") / info["path"]))
+            lr, hr = to_tensor(lr_u8), to_tensor(hr_u8)
+            if sr.shape != hr.shape:
+                raise ValueError(f"{sr_path}: SR image {info['path']} has shape "
+                                 f"{tuple(sr.shape)}, HR has {tuple(hr.shape)}")
+            for name in protocols:
+                protocol = PROTOCOLS[name](scale)
+                rows.append({
+                    "experiment": experiment, "image": pair["name"], "seed": sr_manifest["seed"],
+                    "psnr": psnr(sr, hr, protocol=protocol).item(),
+                    "ssim": ssim(sr, hr, protocol=protocol).item(),
+                    "lpips": (lpips_distance(lpips_model, sr, hr, protocol=protocol).item()
+                              if lpips_model is not None else float("nan")),
+                    "lr_psnr": lr_psnr(sr, lr, scale=scale, protocol=protocol).item(),
+                    "seconds": info["seconds"], "nfe": info["nfe"],
+                    **protocol.columns(), "lpips_weights": lpips_status,
+                    "scale": scale, "region": "full image", "lr_sha256": pair["lr_sha256"],
+                    "weights": sr_manifest.get("weights", "none"),
+                    "budget": sr_manifest.get("budget", "none"),
+                })
+    return pd.DataFrame(rows)
+
+
+METRICS = ("lpips", "psnr", "ssim", "lr_psnr", "seconds", "nfe")
+
+
+def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Mean over images for each (experiment, protocol, seed), then mean and std over seeds."""
+    keys = ["experiment", "protocol_name"]
+    per_seed = per_image.groupby(keys + ["seed"], sort=False)[list(METRICS)].mean()
+    mean = per_seed.groupby(level=keys, sort=False).mean().add_suffix("_mean")
+    std = per_seed.groupby(level=keys, sort=False).std(ddof=0).add_suffix("_std")
+    first = per_image.groupby(keys, sort=False)[["lpips_weights", "weights", "budget"]].first()
+    seeds = per_image.groupby(keys, sort=False)["seed"].nunique().rename("n_seeds")
+    images = per_image.groupby(keys, sort=False)["image"].nunique().rename("n_images")
+    return pd.concat([mean, std, seeds, images, first], axis=1).reset_index()

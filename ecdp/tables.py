@@ -1,0 +1,136 @@
+"""Paper tables: each cell is the reproduced value beside the paper's, with the training budget.
+
+Input is the aggregated summary CSV (``ecdp.evaluate.summarize``) and the paper's numbers
+(``workflow/reference/paper.yaml``). Output: a tidy long CSV (one row per method and metric),
+Markdown and LaTeX. A missing value is never a blank cell: it says why, in a footnote.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from .data.io import atomic_write_text
+
+__all__ = ["METRIC_FORMATS", "build_table", "write_table"]
+
+METRIC_FORMATS = {  # name: (header, decimals)
+    "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑", 2), "ssim": ("SSIM↑", 3),
+    "lr_psnr": ("LR-PSNR↑", 2), "seconds": ("s/image↓", 3), "nfe": ("NFE", 1),
+    "params_m": ("#Params (M)", 1),
+}
+
+
+def _fmt(value, decimals: int, std=None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = f"{value:.{decimals}f}"
+    if std is not None and not math.isnan(std) and std > 0:
+        text += f" ± {std:.{decimals}f}"
+    return text
+
+
+def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
+                metrics: list[str], protocol: str = "paper",
+                extra: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Long table: one row per (experiment, metric) with reproduced, paper and a note.
+
+    rows: experiment -> label, in display order. extra: experiment -> {metric: value} for
+    columns that do not come from evaluation (e.g. parameter counts).
+    """
+    summary = summary[summary["protocol_name"] == protocol].set_index("experiment")
+    paper_rows = reference.get("rows", {})
+    out = []
+    for experiment, label in rows.items():
+        for metric in metrics:
+            note = ""
+            std = None
+            if extra and metric in extra.get(experiment, {}):
+                value = extra[experiment][metric]
+            elif experiment not in summary.index:
+                value, note = float("nan"), "not run in this configuration"
+            elif f"{metric}_mean" not in summary.columns:
+                value, note = float("nan"), f"{metric} not measured"
+            else:
+                row = summary.loc[experiment]
+                value, std = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
+                if metric == "lpips" and math.isnan(value):
+                    note = f"LPIPS {row['lpips_weights']}"
+            paper = paper_rows.get(experiment, {}).get(metric)
+            budget = (summary.loc[experiment, "budget"] if experiment in summary.index
+                      else "none")
+            out.append({"experiment": experiment, "label": label, "metric": metric,
+                        "reproduced": value, "reproduced_std": std, "paper": paper,
+                        "paper_note": "" if paper is not None else "not reported in the paper",
+                        "note": note, "protocol": protocol, "budget": budget,
+                        "paper_table": reference.get("caption", "")})
+    return pd.DataFrame(out)
+
+
+def _wide(long: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, body rows and footnotes for the human-readable renderings."""
+    notes: list[str] = []
+
+    def mark(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    metrics = list(dict.fromkeys(long["metric"]))
+    header = ["Method"]
+    for m in metrics:
+        header += [METRIC_FORMATS[m][0], "paper"]
+    header.append("Training budget")
+    body = []
+    for experiment, group in long.groupby("experiment", sort=False):
+        group = group.set_index("metric")
+        cells = [group["label"].iloc[0]]
+        for m in metrics:
+            r = group.loc[m]
+            dec = METRIC_FORMATS[m][1]
+            std = r["reproduced_std"] if r["reproduced_std"] is not None else None
+            cells.append(_fmt(r["reproduced"], dec, std) or f"n/a {mark(r['note'] or 'not available')}")
+            cells.append(_fmt(r["paper"], dec) or f"— {mark(r['paper_note'])}")
+        cells.append(str(group["budget"].iloc[0]))
+        body.append(cells)
+    return header, body, notes
+
+
+def _markdown(long: pd.DataFrame, title: str) -> str:
+    header, body, notes = _wide(long)
+    lines = [f"# {title}", "",
+             f"Protocol: {long['protocol'].iloc[0]}. Reference: {long['paper_table'].iloc[0]}.",
+             "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    lines += [""] + [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
+                 ("#", r"\#"), ("±", r"$\pm$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"),
+                 ("—", "---")):
+        text = text.replace(a, b)
+    return text
+
+
+def _latex(long: pd.DataFrame, title: str) -> str:
+    header, body, notes = _wide(long)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(title)}}}",
+             r"\begin{tabular}{l" + "r" * (len(header) - 2) + "l}", r"\toprule",
+             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\footnotesize " + _latex_escape(f"[{i + 1}] {n}") for i, n in enumerate(notes)]
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(long: pd.DataFrame, stem: str | os.PathLike, *, title: str) -> None:
+    """Write ``stem``.csv, .md and .tex (each atomically)."""
+    stem = Path(stem)
+    atomic_write_text(stem.with_suffix(".csv"), long.to_csv(index=False))
+    atomic_write_text(stem.with_suffix(".md"), _markdown(long, title))
+    atomic_write_text(stem.with_suffix(".tex"), _latex(long, title))

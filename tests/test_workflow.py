@@ -1,0 +1,77 @@
+"""The Snakemake workflow: config validation before any job, and the default run end to end."""
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def test_readme_quickstart_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quickstart", 1)[1].split("```", 2)[1]
+    commands = [line for line in quick.splitlines()[1:] if line.strip()]
+    assert len(commands) == 2, commands
+    assert "snakemake --cores all all" in commands[0]
+    assert "pytest" in commands[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1].strip() in ci.splitlines()
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--config", "scael=4"], "scael"),
+    (["--config", "scale=5"], "scale"),
+    (["--config", "dataset=div3k"], "dataset"),
+])
+def test_bad_config_is_rejected_before_any_job(tmp_path, args, key):
+    proc = snakemake(tmp_path, "-n", "all", *args, check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "Error validating config" in text and key in text
+    assert not (tmp_path / "results").exists()
+
+
+def test_mistyped_nested_key_is_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evaluation:\n  protocol: [paper]\n")
+    proc = snakemake(tmp_path, "-n", "all", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "'protocol' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_folder_dataset_missing_path_fails_naming_the_key(tmp_path):
+    proc = snakemake(tmp_path, "--cores", "1", "all", "--config", "dataset=folder", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "prepare_dataset" / "folder.log").read_text()
+    assert "datasets.folder.path" in log
+    assert not (tmp_path / "resources" / "datasets" / "folder" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_default_run_writes_table1_with_bicubic_row(tmp_path):
+    snakemake(tmp_path, "--cores", "2", "all")
+    tables = tmp_path / "results" / "sample-photos" / "x4" / "tables"
+    long = pd.read_csv(tables / "table1.csv")
+    bic = long[long.experiment == "bicubic"].set_index("metric")
+    assert 20 < bic.loc["psnr", "reproduced"] < 40
+    assert 0.5 < bic.loc["ssim", "reproduced"] < 1
+    assert bic.loc["lr_psnr", "reproduced"] > bic.loc["psnr", "reproduced"]
+    lpips = bic.loc["lpips"]
+    assert (0 < lpips["reproduced"] < 1) or lpips["note"].startswith("LPIPS unavailable")
+    md = (tables / "table1.md").read_text()
+    assert re.search(r"\| bicubic \| .* \| 2\d\.\d\d \|", md)
+    per_image = pd.read_csv(tmp_path / "results" / "sample-photos" / "x4" / "metrics" / "bicubic.csv")
+    assert set(per_image.protocol_name) == {"paper", "basicsr"}
+    assert {"color_space", "crop_border", "quantized", "lpips_weights", "lr_sha256"} <= set(per_image)
+    # a second run has nothing to do
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", "all").stdout

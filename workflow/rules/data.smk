@@ -1,0 +1,35 @@
+rule prepare_dataset:
+    output:
+        "resources/datasets/{dataset}/manifest.json",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    params:
+        options=lambda w: config["datasets"].get(w.dataset, {}),
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule degrade:
+    input:
+        "resources/datasets/{dataset}/manifest.json",
+    output:
+        "results/{dataset}/x{scale}/lr/{split}.json",
+    log:
+        "logs/degrade/{dataset}_x{scale}_{split}.log",
+    params:
+        official_lr=config["evaluation"]["official_lr"],
+        limit=config["evaluation"]["limit"],
+    script:
+        "../scripts/degrade.py"
+
+
+rule fetch_weights:
+    output:
+        "resources/weights/weights.json",
+    log:
+        "logs/fetch_weights.log",
+    params:
+        allow_download=config["weights"]["allow_download"],
+        timeout=config["weights"]["timeout"],
+    script:
+        "../scripts/fetch_weights.py"

@@ -1,0 +1,24 @@
+rule evaluate:
+    input:
+        pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
+        sr=sr_manifests,
+        weights="resources/weights/weights.json",
+    output:
+        "results/{dataset}/x{scale}/metrics/{experiment}.csv",
+    log:
+        "logs/evaluate/{dataset}_x{scale}_{experiment}.log",
+    params:
+        protocols=config["evaluation"]["protocols"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        expand("{results}/metrics/{experiment}.csv", results=RESULTS, experiment=EXPERIMENTS),
+    output:
+        f"{RESULTS}/metrics/summary.csv",
+    log:
+        f"logs/aggregate/{DATASET}_x{SCALE}.log",
+    script:
+        "../scripts/aggregate.py"
