@@ -9,7 +9,7 @@ import hashlib
 
 import torch
 
-__all__ = ["derive_seed", "make_generator", "batch_generator", "image_generator"]
+__all__ = ["derive_seed", "make_generator", "batch_generator", "image_generator", "randn_like"]
 
 
 def derive_seed(*parts) -> int:
@@ -30,3 +30,9 @@ def image_generator(seed: int, image: str, sample: int = 0,
                     device: str | torch.device = "cpu") -> torch.Generator:
     """Drives the sampler for one (run seed, image name, sample index)."""
     return make_generator("image", seed, image, sample, device=device)
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like x, drawn on the generator's device, moved to x's."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)

@@ -1,0 +1,61 @@
+"""Checkpoints: atomic save, strict load with ``weights_only=True``, resolved config inside.
+
+A checkpoint is a dict of plain types and tensors::
+
+    {"format": 1, "step": int, "meta": {...resolved config, sigma, budget...},
+     "state": raw weights, "ema": EMA weights}
+
+Training state (optimizer, scheduler, history) is kept in a separate file beside the declared
+outputs (``save_training_state``), so a killed job resumes instead of starting over.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint", "atomic_torch_save", "CheckpointError"]
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def save_checkpoint(path: str | os.PathLike, *, step: int, meta: dict, state: dict,
+                    ema: dict) -> None:
+    atomic_torch_save({"format": FORMAT, "step": int(step), "meta": meta, "state": state,
+                       "ema": ema}, path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, weights: str = "ema") -> dict:
+    """{"step", "meta", "state"} with ``state`` the chosen weights ("ema" or "raw")."""
+    path = Path(path)
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an ECDP-suite checkpoint (format "
+                              f"{ckpt.get('format') if isinstance(ckpt, dict) else '?'})")
+    return {"step": ckpt["step"], "meta": ckpt["meta"],
+            "state": ckpt["ema"] if weights == "ema" else ckpt["state"]}

@@ -1,0 +1,59 @@
+"""Losses: score matching (eqs. 16-17, as released) and the image quality loss L_IQ (eq. 19).
+
+    L_SM = ||eps_head - eps||^2 + ||z0_head - z0||^2   summed over pixels, mean over the batch
+    L_IQ = mean | phi(x_hat_0) - phi(x_0) |             x_hat_0 a probability-flow sample
+
+The eps-only and x0-only ablations train only their own head's term. Noise (t, eps, prior
+noise) is drawn by the caller from an explicit generator, so a step is a pure function of its batch.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .degradation import upsample
+
+__all__ = ["draw_sm_noise", "score_matching_loss", "image_quality_loss", "l1_loss", "T_MIN"]
+
+T_MIN = 1e-5  # t ~ U(T_MIN, 1): s_t > 0, so the x0 head's eps stays finite
+
+
+def draw_sm_noise(hr: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t: (B,), eps: like hr) for one score-matching batch."""
+    t = T_MIN + (1 - T_MIN) * torch.rand(hr.shape[0], generator=generator)
+    eps = torch.randn(hr.shape, generator=generator)
+    return t.to(hr.device), eps.to(hr.device)
+
+
+def score_matching_loss(model, lr: torch.Tensor, hr: torch.Tensor, t: torch.Tensor,
+                        eps: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """L_SM for an ECDP ``model``; lr (B, 3, h, w), hr (B, 3, sh, sw) in [0, 1]."""
+    mu = upsample(lr, model.scale)
+    feats = model.encoder(lr)
+    z0 = (hr - mu) / model.sde.sigma
+    a_t, s_t = model.sde.coefficients(t, z0)
+    z_t = a_t * z0 + s_t * eps
+    eps_head, z0_head = model(z_t, t, feats)
+    use_eps, use_x0 = model.parametrization.loss_terms()
+    term_eps = (eps_head - eps).pow(2).flatten(1).sum(1).mean()
+    term_x0 = (z0_head - z0).pow(2).flatten(1).sum(1).mean()
+    loss = term_eps * use_eps + term_x0 * use_x0
+    return loss, {"sm_eps": float(term_eps.detach()), "sm_x0": float(term_x0.detach())}
+
+
+def image_quality_loss(model, features, lr: torch.Tensor, hr: torch.Tensor, x1: torch.Tensor, *,
+                       train_encoder: bool = False, sde_steps: int | None = None,
+                       generator: torch.Generator | None = None,
+                       **sampler) -> tuple[torch.Tensor, dict]:
+    """L_IQ through a probability-flow sample (adjoint) or, with ``sde_steps``, through the
+    checkpointed reverse-SDE sampler. x1: prior noise state, like hr."""
+    sample, nfe = model.sample(lr, x1=x1, adjoint=sde_steps is None, train_encoder=train_encoder,
+                               sde_steps=sde_steps, generator=generator, **sampler)
+    loss = F.l1_loss(features(sample), features(hr))
+    return loss, {"iq": float(loss.detach()), "nfe": nfe}
+
+
+def l1_loss(net, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """RRDBNet pre-training: mean absolute error."""
+    loss = F.l1_loss(net(lr), hr)
+    return loss, {"l1": float(loss.detach())}

@@ -1,0 +1,142 @@
+"""ECDP = RRDB LR encoder + score U-Net + the conditional SDE and a parametrization.
+
+Everything is in z = (x - mu) / sigma inside; the score handed to samplers is in x-space.
+
+    model = ECDP.load("ecdp.pt")           # EMA weights, config from the checkpoint
+    sr, nfe = model.upscale(lr)            # lr: (B, 3, h, w) in [0, 1]
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from .degradation import upsample
+from .nets import RRDBEncoder, ScoreUNet
+from .parametrization import Parametrization
+from .samplers import probability_flow_sample, reverse_sde_sample
+from .sde import ConditionalVPSDE
+
+__all__ = ["ECDP", "DEFAULT_SAMPLER"]
+
+DEFAULT_SAMPLER = {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3, "t_end": 1 / 3000,
+                   "nfe": None, "temperature": 1.0}
+
+
+class ECDP(nn.Module):
+    name = "ecdp"
+    stochastic = True
+
+    def __init__(self, *, encoder: RRDBEncoder, unet: ScoreUNet, sde: ConditionalVPSDE,
+                 parametrization: Parametrization, scale: int, sampler: dict | None = None):
+        super().__init__()
+        self.encoder, self.unet = encoder, unet
+        self.sde, self.parametrization, self.scale = sde, parametrization, scale
+        self.sampler = {**DEFAULT_SAMPLER, **(sampler or {})}
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(cls, net: dict, *, scale: int, sigma: float, encoder: RRDBEncoder | None = None,
+                    parametrization: Parametrization | None = None) -> "ECDP":
+        """net: the resolved ``model`` config (encoder, unet, sde, parametrization, sampler)."""
+        enc = net["encoder"]
+        encoder = encoder or RRDBEncoder(features=enc["features"], growth=enc["growth"],
+                                         blocks=enc["blocks"], taps=tuple(enc["taps"]))
+        unet = ScoreUNet(channels=tuple(net["unet"]["channels"]),
+                         blocks=tuple(net["unet"]["blocks"]),
+                         time_channels=net["unet"]["time_channels"],
+                         cond_channels=encoder.out_channels, dropout=net["unet"].get("dropout", 0.0))
+        sde = ConditionalVPSDE(net["sde"]["beta_min"], net["sde"]["beta_max"], sigma)
+        p = parametrization or Parametrization(net["parametrization"], float(net.get("k", 1.0)))
+        return cls(encoder=encoder, unet=unet, sde=sde, parametrization=p, scale=scale,
+                   sampler=net.get("sampler"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, weights: str = "ema",
+             device: str | torch.device = "cpu") -> "ECDP":
+        """A trained model from a checkpoint written by ``ecdp.checkpoint.save_checkpoint``."""
+        from .checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, weights=weights)
+        meta = ckpt["meta"]
+        model = cls.from_config(meta["model"], scale=meta["scale"], sigma=meta["sigma"],
+                                parametrization=Parametrization(meta["parametrization"],
+                                                                meta["k"]))
+        model.load_state_dict(ckpt["state"], strict=True)
+        model.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"],
+                            "checkpoint": str(path)}
+        return model.to(device).eval()
+
+    # ------------------------------------------------------------------ the score
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, feats: torch.Tensor):
+        """The two heads: (eps_head, z0_head), each (B, 3, H, W)."""
+        return self.unet(z_t, t, feats).chunk(2, dim=1)
+
+    def eps_hat(self, z_t, t, feats):
+        a_t, s_t = self.sde.coefficients(t, z_t)
+        eps_head, z0_head = self(z_t, t, feats)
+        return self.parametrization.eps_hat(eps_head, z0_head, z_t, a_t, s_t)
+
+    def score_fn(self, mu: torch.Tensor, feats: torch.Tensor):
+        """score(x_t, t) = -eps_hat / (sigma s_t), for the samplers."""
+        sigma = self.sde.sigma
+
+        def score(x, t):
+            _, s_t = self.sde.coefficients(t, x)
+            return self.parametrization.score(self.eps_hat((x - mu) / sigma, t, feats), s_t, sigma)
+
+        return score
+
+    def condition(self, lr: torch.Tensor):
+        """(mu, LR features) for an LR batch."""
+        return upsample(lr, self.scale), self.encoder(lr)
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
+               x1: torch.Tensor | None = None, adjoint: bool = False,
+               train_encoder: bool = False, sde_steps: int | None = None,
+               image: str = "batch", **sampler) -> tuple[torch.Tensor, int]:
+        """x_0 by probability flow (or the reverse SDE when ``sde_steps`` is given).
+
+        Differentiable: gradients reach the U-Net (through the adjoint when ``adjoint``), and the
+        encoder only when ``train_encoder``. Returns (x0 (B, 3, sH, sW), NFE).
+        """
+        opts = {**self.sampler, **sampler}
+        mu, feats = self.condition(lr)
+        if not train_encoder:
+            feats = feats.detach()
+        if x1 is None:
+            x1 = self.sde.prior_sample(mu, generator, temperature=opts["temperature"])
+        score = self.score_fn(mu, feats)
+        if sde_steps is not None:
+            return reverse_sde_sample(score, self.sde, mu, x1, steps=sde_steps, generator=generator,
+                                      t_end=opts["t_end"], checkpoint=torch.is_grad_enabled(),
+                                      image=image)
+        params = list(self.unet.parameters()) + ([feats] if train_encoder else [])
+        return probability_flow_sample(score, self.sde, mu, x1, rtol=opts["rtol"],
+                                       atol=opts["atol"], method=opts["method"],
+                                       t_end=opts["t_end"], nfe=opts["nfe"], adjoint=adjoint,
+                                       adjoint_params=params if adjoint else None, image=image)
+
+    def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
+                      image: str = "batch"):
+        """SuperResolver interface: (sr in [0, 1], NFE)."""
+        sr, nfe = self.sample(lr, generator=generator, image=image)
+        return sr.clamp(0, 1), nfe
+
+    def upscale(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
+                tile: int | None = None, overlap: int = 8, progress: bool = False,
+                image: str = "batch"):
+        """Super-resolve any size; large images in overlapping LR tiles blended without seams."""
+        from .tiling import tiled
+
+        with torch.no_grad():
+            if tile is None:
+                return self.super_resolve(lr, generator=generator, image=image)
+            return tiled(lambda x, g: self.super_resolve(x, generator=g, image=image), lr,
+                         scale=self.scale, tile=tile, overlap=overlap, generator=generator,
+                         progress=progress)

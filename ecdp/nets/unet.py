@@ -1,0 +1,122 @@
+"""Score U-Net of ECDP (paper Table 6; METHOD.md "Networks").
+
+DDPM-style pre-activation residual blocks (GroupNorm, SiLU, 3x3 conv, time embedding added),
+strided-conv down, nearest + conv up, one extra decoder block per level, no attention. LR
+features enter every residual block: resized (bilinear) to the block's resolution, a 1x1 conv,
+added after the first conv. Input z_t (3 ch); output the eps head and the z0 head (3 ch each).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ScoreUNet", "ResBlock", "timestep_embedding"]
+
+
+def timestep_embedding(t: torch.Tensor, channels: int, *, scale: float = 1000.0) -> torch.Tensor:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000, as DDPM's step index). (B,) -> (B, C)."""
+    half = channels // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / (half - 1))
+    args = (t.float() * scale)[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=1)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(32, max(1, channels // 4)), channels)
+
+
+def _zero(module: nn.Module, scale: float = 1e-3) -> nn.Module:
+    with torch.no_grad():
+        module.weight.mul_(scale)
+        module.bias.zero_()
+    return module
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, time_ch: int, cond_ch: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1, self.conv1 = _norm(in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.time = nn.Linear(time_ch, out_ch)
+        self.cond = nn.Conv2d(cond_ch, out_ch, 1) if cond_ch else None
+        self.norm2 = _norm(out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x, temb, cond=None):
+        h = self.conv1(F.silu(self.norm1(x))) + self.time(temb)[:, :, None, None]
+        if self.cond is not None:
+            h = h + self.cond(cond)
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class ScoreUNet(nn.Module):
+    """z_t: (B, in_ch, H, W), t: (B,) in [0, 1], cond: (B, cond_ch, h, w) -> (B, out_ch, H, W).
+
+    H and W need not be multiples of 2^levels: skips are cropped to match (as the release).
+    """
+
+    def __init__(self, *, in_channels: int = 3, out_channels: int = 6,
+                 channels: tuple[int, ...] = (64, 128, 256, 256),
+                 blocks: tuple[int, ...] = (2, 2, 2, 2), time_channels: int = 128,
+                 cond_channels: int = 256, dropout: float = 0.0):
+        super().__init__()
+        if len(channels) != len(blocks):
+            raise ValueError(f"channels {channels} and blocks {blocks} differ in length")
+        self.time_channels = time_channels
+        tch = 4 * time_channels
+        self.time_mlp = nn.Sequential(nn.Linear(time_channels, tch), nn.SiLU(),
+                                      nn.Linear(tch, tch), nn.SiLU())
+        block = lambda i, o: ResBlock(i, o, tch, cond_channels, dropout)  # noqa: E731
+        self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        self.down = nn.ModuleList()  # entries: ResBlock or a strided conv
+        skips, ch = [channels[0]], channels[0]
+        for level, (c, n) in enumerate(zip(channels, blocks)):
+            for _ in range(n):
+                self.down.append(block(ch, c))
+                ch = c
+                skips.append(ch)
+            if level < len(channels) - 1:
+                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skips.append(ch)
+        self.mid = nn.ModuleList([block(ch, ch), block(ch, ch)])
+        self.up = nn.ModuleList()
+        for level in reversed(range(len(channels))):
+            for _ in range(blocks[level] + 1):
+                self.up.append(block(ch + skips.pop(), channels[level]))
+                ch = channels[level]
+            if level > 0:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                             nn.Conv2d(ch, ch, 3, padding=1)))
+        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
+
+    def forward(self, z_t, t, cond):
+        temb = self.time_mlp(timestep_embedding(t.expand(z_t.shape[0]), self.time_channels))
+        resized = {}
+
+        def cond_at(h):  # LR features at h's resolution, resized once per resolution
+            size = tuple(h.shape[-2:])
+            if cond is not None and size not in resized:
+                resized[size] = F.interpolate(cond, size=size, mode="bilinear",
+                                              align_corners=False)
+            return resized.get(size)
+
+        h = self.conv_in(z_t)
+        feats = [h]
+        for layer in self.down:
+            h = layer(h, temb, cond_at(h)) if isinstance(layer, ResBlock) else layer(h)
+            feats.append(h)
+        for layer in self.mid:
+            h = layer(h, temb, cond_at(h))
+        for layer in self.up:
+            if isinstance(layer, ResBlock):
+                skip = feats.pop()
+                h = torch.cat([h[..., : skip.shape[-2], : skip.shape[-1]], skip], dim=1)
+                h = layer(h, temb, cond_at(h))
+            else:
+                h = layer(h)
+        return self.out(h)

@@ -1,0 +1,249 @@
+"""The three training stages of the release, each a step function run by ``train_loop``.
+
+1. ``train_rrdbnet``: RRDBNet with L1 (the tables' RRDB row; its trunk is ECDP's encoder).
+2. ``train_ecdp_stage1``: score matching (L_SM) from the pre-trained encoder.
+3. ``train_ecdp_stage2``: from the stage-1 EMA weights, L_IQ through probability flow (adjoint)
+   or the reverse SDE, plus ``sm_weight`` x L_SM (0 as released); encoder frozen unless asked.
+
+Each writes a checkpoint (``ecdp.checkpoint``) with the resolved config, sigma, k and the
+training budget, and keeps its resumable state in ``{out}.state`` beside it.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data.patches import PatchSampler
+from .degradation import upsample
+from .features import load_vgg_features
+from .losses import draw_sm_noise, image_quality_loss, l1_loss, score_matching_loss
+from .metrics import PAPER, psnr
+from .model import ECDP
+from .nets import RRDBEncoder, RRDBNet, count_parameters
+from .parametrization import Parametrization, select_k
+from .rng import batch_generator, make_generator
+from .sde import estimate_sigma
+from .train import make_optimizer, make_scheduler, train_loop, world
+
+__all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet",
+           "choose_k"]
+
+
+def _budget(history: dict, cfg: dict, device: str, prefix: str = "") -> str:
+    hours = sum(h.get("seconds", 0.0) for h in history["train"]) / 3600
+    text = (f"{cfg['steps']} it x {cfg['batch_size']} @ {cfg['patch_size']}px on {device} "
+            f"({hours:.3f} h)")
+    return f"{prefix} + {text}" if prefix else text
+
+
+def _batches(sampler: PatchSampler, cfg: dict, seed: int, device, *, noise: str | None = None):
+    rank, size = world()
+    per_rank = cfg["batch_size"] // size
+
+    def batch(step: int):
+        g = batch_generator(seed, rank, step)
+        lr, hr = sampler.sample(per_rank, g)
+        extra = ()
+        if noise in ("sm", "iq"):
+            extra = draw_sm_noise(hr, g)
+        if noise == "iq":  # prior noise, and a generator for the reverse SDE's per-step noise
+            extra = (*extra, torch.randn(hr.shape, generator=g))
+        batch = tuple(x.to(device) for x in (lr, hr, *extra))
+        if noise == "iq":
+            batch = (*batch, make_generator("sde-noise", seed, rank, step))
+        return batch
+
+    return batch
+
+
+def _sampler(dataset_root, split: str, cfg: dict, scale: int) -> PatchSampler:
+    return PatchSampler.from_dataset(dataset_root, split, patch_size=cfg["patch_size"],
+                                     scale=scale)
+
+
+# ---------------------------------------------------------------------- RRDBNet
+
+def load_rrdbnet(path: str | os.PathLike, *, weights: str = "ema") -> RRDBNet:
+    ckpt = load_checkpoint(path, weights=weights)
+    meta = ckpt["meta"]
+    net = RRDBNet(scale=meta["scale"], **meta["net"])
+    net.load_state_dict(ckpt["state"], strict=True)
+    net.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"]}
+    return net
+
+
+def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: int = 0,
+                  device: str = "cpu", progress: bool = True) -> dict:
+    """net: {features, growth, blocks}; cfg: {steps, batch_size, patch_size, lr, warmup,
+    ema_decay, clip_value, save_every}."""
+    model = RRDBNet(scale=scale, **net).to(device)
+    optimizer = make_optimizer([(model.parameters(), cfg["lr"])])
+    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
+    sampler = _sampler(dataset_root, "train", cfg, scale)
+    result = train_loop(lambda m, b: l1_loss(m, *b), model=model, optimizer=optimizer,
+                        scheduler=scheduler, batches=_batches(sampler, cfg, seed, device),
+                        steps=cfg["steps"], state_path=f"{out}.state",
+                        ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
+                        save_every=cfg["save_every"], progress=progress, desc="rrdbnet")
+    meta = {"kind": "rrdbnet", "scale": scale, "net": dict(net), "train": dict(cfg), "seed": seed,
+            "params": count_parameters(model),
+            "budget": _budget(result["history"], cfg, device), "history": result["history"]}
+    _save(out, result, meta)
+    return meta
+
+
+def _save(out, result, meta) -> None:
+    if world()[0] == 0:
+        save_checkpoint(out, step=result["step"], meta=meta,
+                        state={k: v.cpu() for k, v in result["model"].state_dict().items()},
+                        ema={k: v.cpu() for k, v in result["ema"].module.state_dict().items()})
+
+
+# ---------------------------------------------------------------------- ECDP
+
+def choose_k(model: ECDP, val: PatchSampler, *, seed: int, batches: int = 2,
+             batch_size: int = 4, levels: int = 16) -> tuple[float, list]:
+    """``k: auto`` on validation patches: minimise the hybrid's z0 error over noise levels."""
+    device = next(model.parameters()).device
+    heads = []
+    with torch.no_grad():
+        for i in range(batches):
+            g = make_generator("choose-k", seed, i)
+            lr, hr = (x.to(device) for x in val.sample(batch_size, g))
+            mu, feats = model.condition(lr)
+            z0 = (hr - mu) / model.sde.sigma
+            for t_value in torch.linspace(0.02, 0.98, levels).tolist():
+                t = torch.full((lr.shape[0],), t_value, device=device)
+                a_t, s_t = model.sde.coefficients(t, z0)
+                eps = torch.randn(z0.shape, generator=g).to(device)
+                z_t = a_t * z0 + s_t * eps
+                eps_head, z0_head = model(z_t, t, feats)
+                heads.append((eps_head, z0_head, z_t, z0, a_t, s_t))
+    return select_k(heads, torch.logspace(-2, 2, 17))
+
+
+def _validator(val: PatchSampler, *, seed: int, batch_size: int = 4):
+    """PSNR of probability-flow samples on fixed validation patches (Figure 8's curve)."""
+    g = make_generator("validation", seed)
+    lr, hr = val.sample(batch_size, g)
+
+    def validate(model: ECDP) -> dict:
+        model.eval()
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            sr, nfe = model.sample(lr.to(device), generator=make_generator("val-noise", seed))
+        return {"psnr": float(psnr(sr.clamp(0, 1).cpu(), hr, protocol=PAPER).mean()), "nfe": nfe}
+
+    return validate
+
+
+def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_cfg: dict,
+                      cfg: dict, seed: int = 0, device: str = "cpu",
+                      progress: bool = True) -> dict:
+    """model_cfg: the resolved ``model`` config (``sde.sigma`` may be "auto", ``k`` may be
+    "auto"); cfg: {steps, batch_size, patch_size, lr, lr_encoder, warmup, ema_decay, clip_value,
+    save_every, validate_every}."""
+    train = _sampler(dataset_root, "train", cfg, scale)
+    sigma = model_cfg["sde"]["sigma"]
+    if sigma == "auto":
+        sigma = estimate_sigma([im.permute(1, 2, 0).numpy() for im in train.images], scale)
+    rrdb = load_rrdbnet(rrdb_checkpoint)
+    encoder = RRDBEncoder.from_rrdbnet(rrdb, tuple(model_cfg["encoder"]["taps"]))
+    k = model_cfg["k"]
+    model = ECDP.from_config(model_cfg, scale=scale, sigma=float(sigma), encoder=encoder,
+                             parametrization=Parametrization(model_cfg["parametrization"],
+                                                             1.0 if k == "auto" else float(k)))
+    model.to(device)
+    optimizer = make_optimizer([(model.unet.parameters(), cfg["lr"]),
+                                (model.encoder.parameters(), cfg["lr_encoder"])])
+    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
+    val = _sampler(dataset_root, "val", cfg, scale)
+    result = train_loop(lambda m, b: score_matching_loss(m, *b), model=model,
+                        optimizer=optimizer, scheduler=scheduler,
+                        batches=_batches(train, cfg, seed, device, noise="sm"),
+                        steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
+                        clip_value=cfg["clip_value"], save_every=cfg["save_every"],
+                        validate=_validator(val, seed=seed), validate_every=cfg["validate_every"],
+                        progress=progress, desc=f"ecdp stage 1 ({model_cfg['parametrization']})")
+    k_choice = None
+    if k == "auto" and model.parametrization.kind == "hybrid":
+        k, k_choice = choose_k(result["ema"].module, val, seed=seed)
+    meta = {"kind": "ecdp", "stage": 1, "scale": scale, "sigma": float(sigma),
+            "sigma_source": "auto (training-set estimate)" if model_cfg["sde"]["sigma"] == "auto"
+            else "config", "model": _resolved(model_cfg), "parametrization":
+            model.parametrization.kind, "k": 1.0 if k == "auto" else float(k),
+            "k_choice": k_choice, "train": dict(cfg), "seed": seed,
+            "params": count_parameters(model), "rrdb_budget": rrdb.provenance["budget"],
+            "budget": _budget(result["history"], cfg, device,
+                              prefix=f"RRDB {rrdb.provenance['budget']}"),
+            "history": result["history"]}
+    _save(out, result, meta)
+    return meta
+
+
+def _resolved(model_cfg: dict) -> dict:
+    return {**model_cfg, "sde": {**model_cfg["sde"]}}
+
+
+def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: dict, cfg: dict,
+                      k: float | str | None = None, seed: int = 0, device: str = "cpu",
+                      progress: bool = True) -> dict:
+    """cfg: {steps, batch_size, patch_size, lr, lr_encoder, ema_decay, clip_value, save_every,
+    iq_weight, sm_weight, train_encoder, sampler ("ode" or "sde"), sde_steps,
+    allow_random_vgg, sample (solver overrides)}. ``k`` overrides the stage-1 k."""
+    ckpt = load_checkpoint(stage1_checkpoint, weights="ema")
+    meta1 = ckpt["meta"]
+    kind = meta1["parametrization"]
+    scale = meta1["scale"]
+    model = ECDP.from_config(meta1["model"], scale=scale, sigma=meta1["sigma"],
+                             parametrization=Parametrization(kind, meta1["k"]))
+    model.load_state_dict(ckpt["state"], strict=True)
+    model.to(device)
+    val = _sampler(dataset_root, "val", cfg, scale)
+    k_choice = meta1.get("k_choice")
+    if k == "auto" and kind == "hybrid":
+        k, k_choice = choose_k(model, val, seed=seed)
+    if k is not None and k != "auto":
+        model.parametrization = Parametrization(kind, float(k))
+    features, vgg = load_vgg_features(weights_status, allow_random=cfg["allow_random_vgg"],
+                                      seed=seed)
+    features.to(device)
+    train = _sampler(dataset_root, "train", cfg, scale)
+    groups = [(model.unet.parameters(), cfg["lr"])]
+    if cfg["train_encoder"]:
+        groups.append((model.encoder.parameters(), cfg["lr_encoder"]))
+    else:
+        model.encoder.requires_grad_(False)
+    optimizer = make_optimizer(groups)
+    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=0)
+    sde_steps = cfg["sde_steps"] if cfg["sampler"] == "sde" else None
+
+    def step(m, batch):
+        lr, hr, t, eps, noise, generator = batch
+        x1 = upsample(lr, scale) + m.sde.sigma * noise  # prior sample, eq. (13)
+        loss_iq, logs = image_quality_loss(m, features, lr, hr, x1,
+                                           train_encoder=cfg["train_encoder"],
+                                           sde_steps=sde_steps, generator=generator,
+                                           **cfg["sample"])
+        loss = cfg["iq_weight"] * loss_iq
+        if cfg["sm_weight"]:
+            loss_sm, sm_logs = score_matching_loss(m, lr, hr, t, eps)
+            loss = loss + cfg["sm_weight"] * loss_sm
+            logs.update(sm_logs)
+        return loss, logs
+
+    result = train_loop(step, model=model, optimizer=optimizer, scheduler=scheduler,
+                        batches=_batches(train, cfg, seed, device, noise="iq"),
+                        steps=cfg["steps"], state_path=f"{out}.state",
+                        ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
+                        save_every=cfg["save_every"], validate=_validator(val, seed=seed),
+                        validate_every=cfg.get("validate_every"), progress=progress,
+                        desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})")
+    meta = {**meta1, "stage": 2, "k": model.parametrization.k, "k_choice": k_choice,
+            "stage2": dict(cfg), "vgg": vgg,
+            "budget": _budget(result["history"], cfg, device, prefix=meta1["budget"]),
+            "history_stage1": meta1["history"], "history": result["history"]}
+    _save(out, result, meta)
+    return meta

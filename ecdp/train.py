@@ -1,0 +1,146 @@
+"""A short generic training loop that takes a step function (no Trainer class).
+
+    history = train_loop(step_fn, model=..., optimizer=..., scheduler=..., batches=..., steps=...,
+                         state_path=...)
+
+``step_fn(model, batch) -> (loss, logs)``; ``batches(step)`` returns the batch of a step (a pure
+function of the step, so resuming replays exactly). Adam with parameter groups, linear warm-up,
+milestone decay, clipping by value, EMA (``torch.optim.swa_utils``), periodic validation, atomic
+training-state saves and resume. With several processes (``torchrun``), gradients are averaged
+across ranks after each backward (data parallel; works for every step function, the adjoint
+ODE included) and only rank 0 writes.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from .checkpoint import atomic_torch_save
+
+__all__ = ["make_optimizer", "make_scheduler", "make_ema", "train_loop", "init_distributed",
+           "world", "average_gradients", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+def make_optimizer(groups: list[tuple[list, float]]) -> torch.optim.Adam:
+    """Adam over (parameters, learning rate) groups; groups with no parameters are dropped."""
+    groups = [(list(params), lr) for params, lr in groups]
+    return torch.optim.Adam([{"params": params, "lr": lr} for params, lr in groups if params])
+
+
+def make_scheduler(optimizer, *, steps: int, warmup: int = 0,
+                   milestones: tuple[float, ...] = (0.6, 0.8), factor: float = 0.5):
+    """Linear warm-up over ``warmup`` steps, then x ``factor`` at each milestone fraction."""
+    marks = [int(m * steps) for m in milestones]
+
+    def scale(step: int) -> float:
+        w = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        return w * factor ** sum(step >= m for m in marks)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun; returns (rank, world size)."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return world()
+
+
+def world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def average_gradients(params) -> None:
+    """Mean of the gradients over ranks (one flat all-reduce)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, scheduler,
+               batches: Callable[[int], tuple], steps: int, state_path: str | os.PathLike,
+               ema_decay: float = 0.999, clip_value: float | None = 10.0,
+               save_every: int = 100, validate: Callable | None = None,
+               validate_every: int | None = None, progress: bool = True,
+               desc: str = "train", ema: AveragedModel | None = None) -> dict:
+    """Run (or resume) ``steps`` optimisation steps. Returns {"model", "ema", "history", "step"}.
+
+    The training state (weights, EMA, optimizer, scheduler, history, step) is written atomically
+    to ``state_path`` every ``save_every`` steps and at the end; a non-finite loss stops training
+    with the last good state kept.
+    """
+    rank, size = world()
+    state_path = Path(state_path)
+    ema = ema or make_ema(model, ema_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    history: dict = {"train": [], "val": []}
+    start = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start = state["history"], state["step"]
+
+    def save(step: int) -> None:
+        if rank == 0:
+            atomic_torch_save({"model": model.state_dict(), "ema": ema.state_dict(),
+                               "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "history": history,
+                               "step": step}, state_path)
+
+    model.train()
+    bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
+               disable=not progress or rank != 0)
+    for step in bar:
+        tick = time.perf_counter()
+        loss, logs = step_fn(model, batches(step))
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"{desc}: loss is {float(loss)} at step {step}; training "
+                                     f"stopped, last good state kept in {state_path}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if size > 1:
+            average_gradients(params)
+        if clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, clip_value)
+        optimizer.step()
+        scheduler.step()
+        ema.update_parameters(model)
+        history["train"].append({"step": step + 1, "loss": float(loss.detach()),
+                                 "seconds": time.perf_counter() - tick, **logs})
+        bar.set_postfix(loss=f"{history['train'][-1]['loss']:.4g}")
+        if validate is not None and validate_every and (step + 1) % validate_every == 0:
+            history["val"].append({"step": step + 1, **validate(ema.module)})
+            model.train()
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            save(step + 1)
+    return {"model": model, "ema": ema, "history": history, "step": steps}

@@ -1,0 +1,133 @@
+"""Samplers with an exact score (Gaussian data, no network), solver orders, errors, adjoint."""
+import pytest
+import torch
+
+from ecdp.samplers import SamplerError, probability_flow_sample, reverse_sde_sample
+from ecdp.sde import ConditionalVPSDE
+
+M, S = 0.3, 0.2  # data: x0 ~ N(M, S^2), mu = 0
+
+
+def gaussian_score(sde, m=M, s=S, mu=0.0):
+    """Exact score of p_t(x | y) for x0 ~ N(m, s^2), by eq. (9): mean a m + (1 - a) mu."""
+    def score(x, t):
+        ab = sde.alpha_bar(t)
+        mean = ab**0.5 * m + (1 - ab**0.5) * mu
+        return -(x - mean) / (ab * s * s + sde.sigma**2 * (1 - ab))
+    return score
+
+
+def _prior(sde, n=100, seed=0, dtype=torch.float32, mu=0.0):
+    mu = torch.full((1, 1, n, n), mu, dtype=dtype)
+    return mu, sde.prior_sample(mu, torch.Generator().manual_seed(seed))
+
+
+def test_probability_flow_matched_sigma_reproduces_data_at_released_tolerance():
+    """mu(y) = data mean and sigma = data std (the design point of eq. 5, Proposition 1): dopri5
+    at the released rtol = atol = 1e-3 maps the prior to N(M, S^2)."""
+    sde = ConditionalVPSDE(sigma=S)
+    mu, x1 = _prior(sde, mu=M)
+    x0, nfe = probability_flow_sample(gaussian_score(sde, mu=M), sde, mu, x1)
+    assert x0.mean().item() == pytest.approx(M, abs=0.01)
+    assert x0.std().item() == pytest.approx(S, rel=0.02)
+    assert 5 <= nfe < 100
+
+
+def test_probability_flow_mismatched_mean_and_sigma_tight_tolerance():
+    """mu(y) = 0 and sigma = 0.5 != data std: the flow must move mean and scale; the released
+    tolerance is too loose for that (14 NFE, about 18% off in the mean), 1e-5 is within 2%."""
+    sde = ConditionalVPSDE(sigma=0.5)
+    mu, x1 = _prior(sde)
+    x0, nfe = probability_flow_sample(gaussian_score(sde), sde, mu, x1, rtol=1e-5, atol=1e-5)
+    assert x0.mean().item() == pytest.approx(M, abs=0.01)
+    assert x0.std().item() == pytest.approx(S, rel=0.02)
+    loose = probability_flow_sample(gaussian_score(sde), sde, mu, x1)[1]
+    assert nfe > loose  # tighter tolerance costs more evaluations
+
+
+@pytest.mark.parametrize("method,order", [("euler", 1), ("heun", 2), ("rk4", 4)])
+def test_fixed_step_solvers_converge_at_their_order(method, order):
+    sde = ConditionalVPSDE(sigma=0.5)
+    mu, x1 = _prior(sde, n=8, dtype=torch.float64)
+    score = gaussian_score(sde)
+    ref, _ = probability_flow_sample(score, sde, mu, x1, rtol=1e-11, atol=1e-11)
+    per_step = {"euler": 1, "heun": 2, "rk4": 4}[method]
+    errors = []
+    for steps in (32, 64):
+        x, nfe = probability_flow_sample(score, sde, mu, x1, method=method, nfe=steps * per_step)
+        assert nfe == steps * per_step
+        errors.append((x - ref).abs().max().item())
+    assert errors[0] / errors[1] == pytest.approx(2**order, rel=0.25)
+
+
+def test_reverse_sde_reproduces_data_distribution():
+    sde = ConditionalVPSDE(sigma=0.5)
+    mu, x1 = _prior(sde)
+    g = torch.Generator().manual_seed(1)
+    x0, nfe = reverse_sde_sample(gaussian_score(sde), sde, mu, x1, steps=400, generator=g)
+    assert nfe == 400
+    assert x0.mean().item() == pytest.approx(M, abs=0.01)
+    assert x0.std().item() == pytest.approx(S, rel=0.03)
+
+
+def test_misspelt_options_and_unknown_solvers_are_errors():
+    sde = ConditionalVPSDE(sigma=S)
+    mu, x1 = _prior(sde, n=4)
+    with pytest.raises(ValueError, match="max_numsteps"):
+        probability_flow_sample(gaussian_score(sde), sde, mu, x1, options={"max_numsteps": 10})
+    with pytest.raises(ValueError, match="unknown solver 'dopri'"):
+        probability_flow_sample(gaussian_score(sde), sde, mu, x1, method="dopri")
+    with pytest.raises(ValueError, match="nfe"):
+        probability_flow_sample(gaussian_score(sde), sde, mu, x1, method="rk4")
+
+
+def test_solver_failures_name_the_image_and_time():
+    sde = ConditionalVPSDE(sigma=S)
+    mu, x1 = _prior(sde, n=4)
+
+    def exploding(x, t):
+        return torch.full_like(x, float("nan")) if t < 0.5 else -x
+
+    with pytest.raises(SamplerError, match=r"image 'img_7'.*non-finite.*t = 0\.[0-4]"):
+        probability_flow_sample(exploding, sde, mu, x1, image="img_7")
+
+    def stiff(x, t):
+        return -x * 1e12 * (1 - t)
+
+    with pytest.raises(SamplerError, match=r"image 'stiff'.*failed at t = "):
+        probability_flow_sample(stiff, sde, mu, x1, image="stiff",
+                                options={"max_num_steps": 50})
+
+
+class TinyScore(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+        self.scale = torch.nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x, t):
+        return -self.scale * x + 0.1 * torch.tanh(self.conv(x)) * (1 + t)
+
+
+def test_adjoint_gradients_equal_direct_backprop():
+    sde = ConditionalVPSDE(sigma=S)
+    mu = torch.zeros(1, 1, 6, 6, dtype=torch.float64)
+    x1 = sde.prior_sample(mu, torch.Generator().manual_seed(0))
+    net = TinyScore().double()
+    grads = {}
+    for adjoint in (False, True):
+        net.zero_grad()
+        x0, _ = probability_flow_sample(net, sde, mu, x1, rtol=1e-8, atol=1e-8, adjoint=adjoint,
+                                        adjoint_params=tuple(net.parameters()) if adjoint else None)
+        (x0**2).sum().backward()
+        grads[adjoint] = torch.cat([p.grad.flatten() for p in net.parameters()])
+    rel = (grads[True] - grads[False]).norm() / grads[False].norm()
+    assert grads[False].norm() > 0 and rel < 1e-3
+
+
+def test_adjoint_without_params_is_an_error_not_silent_zero():
+    sde = ConditionalVPSDE(sigma=S)
+    mu, x1 = _prior(sde, n=4)
+    with pytest.raises(ValueError, match="adjoint_params"):
+        probability_flow_sample(TinyScore(), sde, mu, x1, adjoint=True)
