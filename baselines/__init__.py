@@ -9,7 +9,10 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from ecdp.model import ECDP
+
 from .bicubic import Bicubic
+from .rrdb import RRDB
 
 
 @runtime_checkable
@@ -17,14 +20,21 @@ class SuperResolver(Protocol):
     name: str
     stochastic: bool
 
-    def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None
-                      ) -> tuple[torch.Tensor, int]:
+    def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
+                      image: str = "batch") -> tuple[torch.Tensor, int]:
         """lr: (B, 3, h, w) in [0, 1] -> (sr: (B, 3, s*h, s*w) in [0, 1], network evaluations)."""
         ...
 
 
+def _ecdp(*, checkpoint, device: str = "cpu", k: float | None = None, sampler: dict | None = None,
+          **_) -> ECDP:
+    return ECDP.load(checkpoint, device=device, k=k, sampler=sampler)
+
+
 METHODS = {
     "bicubic": Bicubic,
+    "rrdb": RRDB,
+    "ecdp": _ecdp,
 }
 
 

@@ -12,9 +12,11 @@ class Bicubic:
     name = "bicubic"
     stochastic = False
 
-    def __init__(self, *, scale: int):
+    def __init__(self, *, scale: int, **_):
         self.scale = scale
+        self.provenance = {"weights": "none", "budget": "none"}
 
-    def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None):
+    def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
+                      image: str = "batch"):
         """lr: (B, 3, h, w) in [0, 1] -> (sr (B, 3, h*s, w*s) in [0, 1], nfe)."""
         return upsample(lr, self.scale).clamp(0, 1), 0

@@ -35,8 +35,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os.PathLike, *,
-                        seed: int, device: str | torch.device = "cpu", progress: bool = True,
-                        provenance: dict | None = None) -> dict:
+                        seed: int, device: str | torch.device = "cpu",
+                        progress: bool = True) -> dict:
     base, pairs = load_pairs(pairs_manifest)
     out = Path(out)
     images = []
@@ -45,7 +45,7 @@ def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os
         generator = image_generator(seed, pair["name"], device=device)
         start = time.perf_counter()
         with torch.no_grad():
-            sr, nfe = method.super_resolve(lr, generator=generator)
+            sr, nfe = method.super_resolve(lr, generator=generator, image=pair["name"])
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
@@ -54,7 +54,8 @@ def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os
         images.append({"name": pair["name"], "path": path.name, "sha256": sha256_file(path),
                        "seconds": seconds, "nfe": int(nfe)})
     manifest = {"method": method.name, "seed": seed, "device": str(device),
-                "pairs": str(pairs_manifest), "images": images, **(provenance or {})}
+                "pairs": str(pairs_manifest), "images": images,
+                **getattr(method, "provenance", {})}
     write_json(out.with_suffix(".json"), manifest)
     return manifest
 

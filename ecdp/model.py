@@ -55,16 +55,21 @@ class ECDP(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, weights: str = "ema",
-             device: str | torch.device = "cpu") -> "ECDP":
-        """A trained model from a checkpoint written by ``ecdp.checkpoint.save_checkpoint``."""
+             device: str | torch.device = "cpu", k: float | None = None,
+             sampler: dict | None = None) -> "ECDP":
+        """A trained model from a checkpoint written by ``ecdp.checkpoint.save_checkpoint``.
+
+        ``k`` overrides the hybrid's k and ``sampler`` the solver settings stored in it.
+        """
         from .checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path, weights=weights)
         meta = ckpt["meta"]
+        p = Parametrization(meta["parametrization"], float(meta["k"] if k is None else k))
         model = cls.from_config(meta["model"], scale=meta["scale"], sigma=meta["sigma"],
-                                parametrization=Parametrization(meta["parametrization"],
-                                                                meta["k"]))
+                                parametrization=p)
         model.load_state_dict(ckpt["state"], strict=True)
+        model.sampler.update(sampler or {})
         model.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"],
                             "checkpoint": str(path)}
         return model.to(device).eval()

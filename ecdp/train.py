@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .checkpoint import atomic_torch_save
 
 __all__ = ["make_optimizer", "make_scheduler", "make_ema", "train_loop", "init_distributed",
+           "resolve_device",
            "world", "average_gradients", "NonFiniteLossError"]
 
 
@@ -144,3 +145,10 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
         if (step + 1) % save_every == 0 or step + 1 == steps:
             save(step + 1)
     return {"model": model, "ema": ema, "history": history, "step": steps}
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is present, else "cpu"; anything else unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,12 +1,13 @@
 # Helpers shared by the rules: paths and config slices. No science here.
 import os
+import re
 
 DATASET = config["dataset"]
 SCALE = config["scale"]
 RESULTS = f"results/{DATASET}/x{SCALE}"
 PAPER_YAML = os.path.join(workflow.basedir, "workflow/reference/paper.yaml")
 EXPERIMENTS = config["experiments"]
-STOCHASTIC_METHODS = set()
+STOCHASTIC_METHODS = {"ecdp"}
 
 
 wildcard_constraints:
@@ -37,3 +38,36 @@ def sr_manifests(wildcards):
 
 def all_targets():
     return [f"{RESULTS}/tables/table1.{ext}" for ext in ("md", "csv", "tex")]
+
+
+def training_device():
+    return config["training"]["device"]
+
+
+def ecdp_experiments(with_iq):
+    """ECDP experiments that need (with_iq=True) or do not need a stage-2 model."""
+    return [
+        e
+        for e, spec in EXPERIMENTS.items()
+        if spec["method"] == "ecdp" and (spec.get("iq", "ode") != "none") == with_iq
+    ]
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+STAGE2_PATTERN = _alternatives(ecdp_experiments(True))
+
+
+def model_of(experiment):
+    """The checkpoint an experiment samples from ([] for methods without one)."""
+    spec = EXPERIMENTS[experiment]
+    models = f"results/{DATASET}/x{SCALE}/models"
+    if spec["method"] == "rrdb":
+        return f"{models}/rrdb/model.pt"
+    if spec["method"] == "ecdp":
+        if spec.get("iq", "ode") == "none":
+            return f"{models}/ecdp-stage1-{spec.get('parametrization', 'hybrid')}/model.pt"
+        return f"{models}/{experiment}/model.pt"
+    return []

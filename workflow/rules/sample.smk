@@ -1,6 +1,7 @@
 rule super_resolve:
     input:
         pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
+        model=lambda w: model_of(w.experiment),
     output:
         "results/{dataset}/x{scale}/sr/{experiment}/seed{seed}.json",
     log:
@@ -8,5 +9,6 @@ rule super_resolve:
     params:
         experiment=lambda w: EXPERIMENTS[w.experiment],
         device=config["evaluation"]["device"],
+    threads: workflow.cores
     script:
         "../scripts/super_resolve.py"

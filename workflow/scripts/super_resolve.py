@@ -6,24 +6,24 @@ import torch
 from baselines import build_method
 from ecdp.evaluate import super_resolve_pairs
 from ecdp.logs import logged
+from ecdp.train import resolve_device
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def main(*, pairs: str, output: str, experiment: dict, seed: int, scale: int,
-         device: str) -> None:
-    method = build_method(experiment["method"], scale=scale)
+def main(*, pairs: str, output: str, experiment: dict, seed: int, scale: int, device: str,
+         threads: int, model: str | None = None) -> None:
+    torch.set_num_threads(threads)
+    device = resolve_device(device)
+    method = build_method(experiment["method"], scale=scale, checkpoint=model, device=device,
+                          k=experiment.get("k"), sampler=experiment.get("sampler"))
     out = Path(output).with_suffix("")
-    manifest = super_resolve_pairs(method, pairs, out, seed=seed, device=resolve_device(device))
-    print(f"{len(manifest['images'])} images -> {out}")
+    manifest = super_resolve_pairs(method, pairs, out, seed=seed, device=device)
+    for image in manifest["images"]:
+        print(f"{image['name']}: {image['seconds']:.2f} s, NFE {image['nfe']}")
 
 
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
         main(pairs=snakemake.input.pairs, output=snakemake.output[0],
              experiment=dict(snakemake.params.experiment), seed=int(snakemake.wildcards.seed),
-             scale=int(snakemake.wildcards.scale), device=snakemake.params.device)
+             scale=int(snakemake.wildcards.scale), device=snakemake.params.device,
+             threads=snakemake.threads, model=snakemake.input.get("model") or None)
