@@ -75,3 +75,30 @@ def test_default_run_writes_table1_with_bicubic_row(tmp_path):
     assert {"color_space", "crop_border", "quantized", "lpips_weights", "lr_sha256"} <= set(per_image)
     # a second run has nothing to do
     assert "Nothing to be done" in snakemake(tmp_path, "-n", "all").stdout
+
+
+@pytest.mark.slow
+def test_smoke_preset_runs_every_rule(tmp_path):
+    """The CI smoke preset: dataset, degradation, weights, RRDB, ECDP stages 1 and 2, sampling
+    with several seeds, evaluation, aggregation and table 1, on tiny data and models."""
+    from ecdp.checkpoint import load_checkpoint
+
+    snakemake(tmp_path, "all", "--cores", "2", "--configfile",
+              str(ROOT / "workflow" / "presets" / "smoke.yaml"))
+    base = tmp_path / "results" / "sample-photos" / "x4"
+    ckpt = load_checkpoint(base / "models" / "ecdp" / "model.pt")
+    assert ckpt["meta"]["stage"] == 2 and ckpt["meta"]["sigma_source"].startswith("auto")
+    assert ckpt["meta"]["vgg"].startswith("random VGG19 (seed 0)")
+    assert ckpt["meta"]["k"] > 0 and len(ckpt["meta"]["k_choice"]) == 17
+    assert (base / "models" / "ecdp" / "model.pt.state").exists()
+    per_image = pd.read_csv(base / "metrics" / "ecdp.csv")
+    assert sorted(per_image.seed.unique()) == [0, 1]
+    assert per_image.nfe.min() == 4 and per_image.weights.str.startswith("ema step").all()
+    assert (per_image.groupby("seed").psnr.mean().diff().abs().iloc[1]) > 0  # seeds differ
+    long = pd.read_csv(base / "tables" / "table1.csv")
+    assert set(long.experiment) == {"bicubic", "rrdb", "ecdp"}
+    ecdp = long[long.experiment == "ecdp"].set_index("metric")
+    assert ecdp.loc["psnr", "paper"] == 28.03 and "RRDB" in ecdp.loc["psnr", "budget"]
+    assert "Nothing to be done" in snakemake(
+        tmp_path, "-n", "all", "--configfile",
+        str(ROOT / "workflow" / "presets" / "smoke.yaml")).stdout
