@@ -28,37 +28,39 @@ from .sde import estimate_sigma
 from .train import make_optimizer, make_scheduler, train_loop, world
 
 __all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet",
-           "choose_k"]
+           "choose_k", "patch_batches", "patch_sampler", "budget_text", "save_result"]
 
 
-def _budget(history: dict, cfg: dict, device: str, prefix: str = "") -> str:
+def budget_text(history: dict, cfg: dict, device: str, prefix: str = "") -> str:
     hours = sum(h.get("seconds", 0.0) for h in history["train"]) / 3600
     text = (f"{cfg['steps']} it x {cfg['batch_size']} @ {cfg['patch_size']}px on {device} "
             f"({hours:.3f} h)")
     return f"{prefix} + {text}" if prefix else text
 
 
-def _batches(sampler: PatchSampler, cfg: dict, seed: int, device, *, noise: str | None = None):
+def patch_batches(sampler: PatchSampler, cfg: dict, seed: int, device, draw=None):
+    """``batches(step)`` for ``train_loop``: (lr, hr, *draw(hr, generator)) of this rank's share
+    of ``cfg["batch_size"]``, every random number from the step's generator; tensors are moved
+    to ``device``, anything else (a generator for later noise) is passed as is."""
     rank, size = world()
     per_rank = cfg["batch_size"] // size
 
     def batch(step: int):
         g = batch_generator(seed, rank, step)
         lr, hr = sampler.sample(per_rank, g)
-        extra = ()
-        if noise in ("sm", "iq"):
-            extra = draw_sm_noise(hr, g)
-        if noise == "iq":  # prior noise, and a generator for the reverse SDE's per-step noise
-            extra = (*extra, torch.randn(hr.shape, generator=g))
-        batch = tuple(x.to(device) for x in (lr, hr, *extra))
-        if noise == "iq":
-            batch = (*batch, make_generator("sde-noise", seed, rank, step))
-        return batch
+        extra = draw(hr, g) if draw is not None else ()
+        return tuple(x.to(device) if torch.is_tensor(x) else x for x in (lr, hr, *extra))
 
     return batch
 
 
-def _sampler(dataset_root, split: str, cfg: dict, scale: int) -> PatchSampler:
+def draw_iq_noise(hr: torch.Tensor, g: torch.Generator):
+    """Score-matching noise, prior noise, and a generator for a stochastic sampler's noise."""
+    return (*draw_sm_noise(hr, g), torch.randn(hr.shape, generator=g),
+            make_generator("sampler-noise", g.initial_seed()))
+
+
+def patch_sampler(dataset_root, split: str, cfg: dict, scale: int) -> PatchSampler:
     return PatchSampler.from_dataset(dataset_root, split, patch_size=cfg["patch_size"],
                                      scale=scale)
 
@@ -81,20 +83,20 @@ def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: 
     model = RRDBNet(scale=scale, **net).to(device)
     optimizer = make_optimizer([(model.parameters(), cfg["lr"])])
     scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
-    sampler = _sampler(dataset_root, "train", cfg, scale)
+    sampler = patch_sampler(dataset_root, "train", cfg, scale)
     result = train_loop(lambda m, b: l1_loss(m, *b), model=model, optimizer=optimizer,
-                        scheduler=scheduler, batches=_batches(sampler, cfg, seed, device),
+                        scheduler=scheduler, batches=patch_batches(sampler, cfg, seed, device),
                         steps=cfg["steps"], state_path=f"{out}.state",
                         ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
                         save_every=cfg["save_every"], progress=progress, desc="rrdbnet")
     meta = {"kind": "rrdbnet", "scale": scale, "net": dict(net), "train": dict(cfg), "seed": seed,
             "params": count_parameters(model),
-            "budget": _budget(result["history"], cfg, device), "history": result["history"]}
-    _save(out, result, meta)
+            "budget": budget_text(result["history"], cfg, device), "history": result["history"]}
+    save_result(out, result, meta)
     return meta
 
 
-def _save(out, result, meta) -> None:
+def save_result(out, result, meta) -> None:
     if world()[0] == 0:
         save_checkpoint(out, step=result["step"], meta=meta,
                         state={k: v.cpu() for k, v in result["model"].state_dict().items()},
@@ -145,7 +147,7 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
     """model_cfg: the resolved ``model`` config (``sde.sigma`` may be "auto", ``k`` may be
     "auto"); cfg: {steps, batch_size, patch_size, lr, lr_encoder, warmup, ema_decay, clip_value,
     save_every, validate_every}."""
-    train = _sampler(dataset_root, "train", cfg, scale)
+    train = patch_sampler(dataset_root, "train", cfg, scale)
     sigma = model_cfg["sde"]["sigma"]
     if sigma == "auto":
         sigma = estimate_sigma([im.permute(1, 2, 0).numpy() for im in train.images], scale)
@@ -159,10 +161,10 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
     optimizer = make_optimizer([(model.unet.parameters(), cfg["lr"]),
                                 (model.encoder.parameters(), cfg["lr_encoder"])])
     scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
-    val = _sampler(dataset_root, "val", cfg, scale)
+    val = patch_sampler(dataset_root, "val", cfg, scale)
     result = train_loop(lambda m, b: score_matching_loss(m, *b), model=model,
                         optimizer=optimizer, scheduler=scheduler,
-                        batches=_batches(train, cfg, seed, device, noise="sm"),
+                        batches=patch_batches(train, cfg, seed, device, draw_sm_noise),
                         steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
                         clip_value=cfg["clip_value"], save_every=cfg["save_every"],
                         validate=_validator(val, seed=seed), validate_every=cfg["validate_every"],
@@ -176,10 +178,10 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
             model.parametrization.kind, "k": 1.0 if k == "auto" else float(k),
             "k_choice": k_choice, "train": dict(cfg), "seed": seed,
             "params": count_parameters(model), "rrdb_budget": rrdb.provenance["budget"],
-            "budget": _budget(result["history"], cfg, device,
+            "budget": budget_text(result["history"], cfg, device,
                               prefix=f"RRDB {rrdb.provenance['budget']}"),
             "history": result["history"]}
-    _save(out, result, meta)
+    save_result(out, result, meta)
     return meta
 
 
@@ -201,7 +203,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
                              parametrization=Parametrization(kind, meta1["k"]))
     model.load_state_dict(ckpt["state"], strict=True)
     model.to(device)
-    val = _sampler(dataset_root, "val", cfg, scale)
+    val = patch_sampler(dataset_root, "val", cfg, scale)
     k_choice = meta1.get("k_choice")
     if k == "auto" and kind == "hybrid":
         k, k_choice = choose_k(model, val, seed=seed)
@@ -210,7 +212,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
     features, vgg = load_vgg_features(weights_status, allow_random=cfg["allow_random_vgg"],
                                       seed=seed)
     features.to(device)
-    train = _sampler(dataset_root, "train", cfg, scale)
+    train = patch_sampler(dataset_root, "train", cfg, scale)
     groups = [(model.unet.parameters(), cfg["lr"])]
     if cfg["train_encoder"]:
         groups.append((model.encoder.parameters(), cfg["lr_encoder"]))
@@ -235,7 +237,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
         return loss, logs
 
     result = train_loop(step, model=model, optimizer=optimizer, scheduler=scheduler,
-                        batches=_batches(train, cfg, seed, device, noise="iq"),
+                        batches=patch_batches(train, cfg, seed, device, draw_iq_noise),
                         steps=cfg["steps"], state_path=f"{out}.state",
                         ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
                         save_every=cfg["save_every"], validate=_validator(val, seed=seed),
@@ -243,7 +245,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
                         desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})")
     meta = {**meta1, "stage": 2, "k": model.parametrization.k, "k_choice": k_choice,
             "stage2": dict(cfg), "vgg": vgg,
-            "budget": _budget(result["history"], cfg, device, prefix=meta1["budget"]),
+            "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"]),
             "history_stage1": meta1["history"], "history": result["history"]}
-    _save(out, result, meta)
+    save_result(out, result, meta)
     return meta

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ScoreUNet", "ResBlock", "timestep_embedding"]
+__all__ = ["ScoreUNet", "ResBlock", "SelfAttention", "timestep_embedding"]
 
 
 def timestep_embedding(t: torch.Tensor, channels: int, *, scale: float = 1000.0) -> torch.Tensor:
@@ -54,40 +54,76 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+class SelfAttention(nn.Module):
+    """Single-head self-attention over pixels with a residual connection (SR3's 16x16 layers)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = _norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None],
+                                             v.transpose(1, 2)[:, None])[:, 0]
+        return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+class _AttnBlock(nn.Module):
+    """A residual block followed by self-attention."""
+
+    def __init__(self, block: ResBlock, channels: int):
+        super().__init__()
+        self.block, self.attn = block, SelfAttention(channels)
+
+    def forward(self, x, temb, cond=None):
+        return self.attn(self.block(x, temb, cond))
+
+
 class ScoreUNet(nn.Module):
     """z_t: (B, in_ch, H, W), t: (B,) in [0, 1], cond: (B, cond_ch, h, w) -> (B, out_ch, H, W).
 
     H and W need not be multiples of 2^levels: skips are cropped to match (as the release).
+    ``attention_levels`` / ``mid_attention`` add self-attention after those blocks (SR3).
     """
 
     def __init__(self, *, in_channels: int = 3, out_channels: int = 6,
                  channels: tuple[int, ...] = (64, 128, 256, 256),
                  blocks: tuple[int, ...] = (2, 2, 2, 2), time_channels: int = 128,
-                 cond_channels: int = 256, dropout: float = 0.0):
+                 cond_channels: int = 256, dropout: float = 0.0,
+                 attention_levels: tuple[int, ...] = (), mid_attention: bool = False,
+                 time_scale: float = 1000.0):
         super().__init__()
         if len(channels) != len(blocks):
             raise ValueError(f"channels {channels} and blocks {blocks} differ in length")
-        self.time_channels = time_channels
+        self.time_channels, self.time_scale = time_channels, time_scale
         tch = 4 * time_channels
         self.time_mlp = nn.Sequential(nn.Linear(time_channels, tch), nn.SiLU(),
                                       nn.Linear(tch, tch), nn.SiLU())
-        block = lambda i, o: ResBlock(i, o, tch, cond_channels, dropout)  # noqa: E731
+
+        def block(i, o, level=None):
+            b = ResBlock(i, o, tch, cond_channels, dropout)
+            return _AttnBlock(b, o) if level in (*attention_levels, "mid") else b
+
         self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()  # entries: ResBlock or a strided conv
         skips, ch = [channels[0]], channels[0]
         for level, (c, n) in enumerate(zip(channels, blocks)):
             for _ in range(n):
-                self.down.append(block(ch, c))
+                self.down.append(block(ch, c, level))
                 ch = c
                 skips.append(ch)
             if level < len(channels) - 1:
                 self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
                 skips.append(ch)
-        self.mid = nn.ModuleList([block(ch, ch), block(ch, ch)])
+        self.mid = nn.ModuleList([block(ch, ch, "mid" if mid_attention else None),
+                                  block(ch, ch)])
         self.up = nn.ModuleList()
         for level in reversed(range(len(channels))):
             for _ in range(blocks[level] + 1):
-                self.up.append(block(ch + skips.pop(), channels[level]))
+                self.up.append(block(ch + skips.pop(), channels[level], level))
                 ch = channels[level]
             if level > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
@@ -95,7 +131,8 @@ class ScoreUNet(nn.Module):
         self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
 
     def forward(self, z_t, t, cond):
-        temb = self.time_mlp(timestep_embedding(t.expand(z_t.shape[0]), self.time_channels))
+        temb = self.time_mlp(timestep_embedding(t.expand(z_t.shape[0]), self.time_channels,
+                                                scale=self.time_scale))
         resized = {}
 
         def cond_at(h):  # LR features at h's resolution, resized once per resolution
@@ -108,15 +145,18 @@ class ScoreUNet(nn.Module):
         h = self.conv_in(z_t)
         feats = [h]
         for layer in self.down:
-            h = layer(h, temb, cond_at(h)) if isinstance(layer, ResBlock) else layer(h)
+            h = layer(h, temb, cond_at(h)) if isinstance(layer, _BLOCKS) else layer(h)
             feats.append(h)
         for layer in self.mid:
             h = layer(h, temb, cond_at(h))
         for layer in self.up:
-            if isinstance(layer, ResBlock):
+            if isinstance(layer, _BLOCKS):
                 skip = feats.pop()
                 h = torch.cat([h[..., : skip.shape[-2], : skip.shape[-1]], skip], dim=1)
                 h = layer(h, temb, cond_at(h))
             else:
                 h = layer(h)
         return self.out(h)
+
+
+_BLOCKS = (ResBlock, _AttnBlock)

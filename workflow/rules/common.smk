@@ -10,12 +10,17 @@ EXPERIMENTS = config["experiments"]
 STOCHASTIC_METHODS = {"ecdp"}
 
 
+def _alternatives(names):
+    """A regex matching exactly these names (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
 wildcard_constraints:
     dataset=r"[a-z0-9-]+",
     scale=r"\d+",
     split=r"train|val|test",
     seed=r"\d+",
-    experiment=r"[A-Za-z0-9.+_-]+",
+    experiment=_alternatives(EXPERIMENTS),
 
 
 def seeds_of(experiment):
@@ -51,10 +56,6 @@ def ecdp_experiments(with_iq):
         for e, spec in EXPERIMENTS.items()
         if spec["method"] == "ecdp" and (spec.get("iq", "ode") != "none") == with_iq
     ]
-
-
-def _alternatives(names):
-    return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
 STAGE2_PATTERN = _alternatives(ecdp_experiments(True))

@@ -1,0 +1,102 @@
+"""One discrete DDPM (Ho et al. 2020) for the SRDiff and SR3 baselines.
+
+    alpha_bar_t = prod_{s<=t} (1 - beta_s)
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+    ancestral step: x0_hat = (x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t), clipped to [-1, 1];
+    x_{t-1} = c0 x0_hat + ct x_t + sqrt(posterior variance) z   (no noise at t = 0)
+
+Schedules: linear (SR3: 1e-6 to 1e-2) and cosine (Nichol & Dhariwal 2021; SRDiff, s = 0.008).
+The sampler is differentiable (no ``no_grad`` inside) and can checkpoint every step, so L_IQ can
+be backpropagated through all steps (the "++" variants of Table 7).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.utils.checkpoint
+
+from ecdp.rng import randn_like
+
+__all__ = ["linear_betas", "cosine_betas", "Schedule", "respace", "ancestral_sample"]
+
+
+def linear_betas(steps: int, start: float, end: float) -> torch.Tensor:
+    return torch.linspace(start, end, steps, dtype=torch.float64)
+
+
+def cosine_betas(steps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """beta_t = 1 - f(t) / f(t - 1), f(t) = cos^2(((t / T) + s) / (1 + s) pi / 2), clipped."""
+    t = torch.arange(steps + 1, dtype=torch.float64) / steps
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=max_beta)
+
+
+class Schedule:
+    """Per-step constants of a discrete DDPM (float64, moved to the sample's dtype on use)."""
+
+    def __init__(self, betas: torch.Tensor):
+        self.betas = betas.double()
+        self.steps = len(betas)
+        self.alphas = 1 - self.betas
+        self.alpha_bar = torch.cumprod(self.alphas, 0)
+        prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar[:-1]])
+        self.posterior_variance = self.betas * (1 - prev) / (1 - self.alpha_bar)
+        self.coef_x0 = self.betas * prev.sqrt() / (1 - self.alpha_bar)
+        self.coef_xt = (1 - prev) * self.alphas.sqrt() / (1 - self.alpha_bar)
+
+    def _at(self, values: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return values.to(x.device)[t].to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x_t for integer steps t (B,) in [0, T)."""
+        ab = self._at(self.alpha_bar, t, x0)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+    def noise_level(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """sqrt(alpha_bar_t) per sample (SR3's continuous conditioning)."""
+        return self._at(self.alpha_bar, t, x).sqrt().flatten()
+
+    def step(self, eps_hat: torch.Tensor, x: torch.Tensor, t: int, noise: torch.Tensor,
+             *, clip: bool = True) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        ab = self._at(self.alpha_bar, tt, x)
+        x0_hat = (x - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
+        if clip:
+            x0_hat = x0_hat.clamp(-1, 1)
+        mean = self._at(self.coef_x0, tt, x) * x0_hat + self._at(self.coef_xt, tt, x) * x
+        return mean + self._at(self.posterior_variance, tt, x).sqrt() * noise if t > 0 else mean
+
+
+def respace(schedule: Schedule, steps: int | None) -> tuple[Schedule, list[int]]:
+    """An evenly strided sub-chain of ``steps`` steps (improved DDPM's respacing): the kept
+    steps' alpha_bar are unchanged, their betas recomputed. Returns (schedule, kept steps)."""
+    if steps is None or steps >= schedule.steps:
+        return schedule, list(range(schedule.steps))
+    ts = torch.linspace(0, schedule.steps - 1, steps).round().long().tolist()
+    ab = schedule.alpha_bar[ts]
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+    return Schedule(1 - ab / prev), ts
+
+
+def ancestral_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                     schedule: Schedule, x_T: torch.Tensor, *,
+                     generator: torch.Generator | None = None, steps: int | None = None,
+                     clip: bool = True, checkpoint: bool = False) -> tuple[torch.Tensor, int]:
+    """Run the reverse chain from x_T. ``steps`` < T uses an evenly strided sub-chain (respaced
+    betas, as improved DDPM). eps_fn(x_t, t: (B,) long) -> eps_hat. Returns (x_0, NFE)."""
+    sched, ts = respace(schedule, steps)
+    x = x_T
+    for i in reversed(range(len(ts))):
+        noise = randn_like(x, generator) if i > 0 else torch.zeros_like(x)
+        t_model = torch.full((x.shape[0],), ts[i], dtype=torch.long, device=x.device)
+
+        def one(x_, noise_, i=i, t_model=t_model):
+            return sched.step(eps_fn(x_, t_model), x_, i, noise_, clip=clip)
+
+        if checkpoint and torch.is_grad_enabled():
+            x = torch.utils.checkpoint.checkpoint(one, x, noise, use_reentrant=False)
+        else:
+            x = one(x, noise)
+    return x, len(ts)

@@ -1,0 +1,87 @@
+"""SR3 (Saharia et al. 2021) as the ECDP paper trained it (METHOD.md "Baselines").
+
+The bicubic-upsampled LR is concatenated to x_t (6 input channels); the denoiser is conditioned
+on the continuous noise level sqrt(alpha_bar) (drawn between two neighbouring steps in training);
+linear betas 1e-6 to 1e-2 over T = 2000 steps for training and sampling (``sample_steps`` respaces
+the chain for speed); eps-prediction with an L1 loss; U-Net inner 64, multipliers
+[1, 2, 4, 8, 8], two blocks per level, self-attention at 16x16 and in the middle, dropout 0.2.
+Images live in [-1, 1] inside.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ecdp.checkpoint import load_checkpoint
+from ecdp.degradation import upsample
+from ecdp.nets import ScoreUNet
+from ecdp.rng import randn_like
+
+from .ddpm import Schedule, ancestral_sample, linear_betas
+
+__all__ = ["SR3", "PAPER_NET"]
+
+# 16 -> 128 configuration of the SR3 paper / Janspiry's release: 97.8M parameters.
+PAPER_NET = {"channels": [64, 128, 256, 512, 512], "blocks": [2, 2, 2, 2, 2], "time_channels": 16,
+             "dropout": 0.2, "attention_levels": [3], "mid_attention": True}
+
+
+class SR3(nn.Module):
+    name = "sr3"
+    stochastic = True
+
+    def __init__(self, *, scale: int, net: dict, steps: int = 2000, beta_start: float = 1e-6,
+                 beta_end: float = 1e-2, sample_steps: int | None = None):
+        super().__init__()
+        self.scale, self.sample_steps = scale, sample_steps
+        self.unet = ScoreUNet(in_channels=6, out_channels=3, cond_channels=0,
+                              channels=tuple(net["channels"]), blocks=tuple(net["blocks"]),
+                              time_channels=net["time_channels"], dropout=net.get("dropout", 0.0),
+                              attention_levels=tuple(net.get("attention_levels", ())),
+                              mid_attention=net.get("mid_attention", False))
+        self.schedule = Schedule(linear_betas(steps, beta_start, beta_end))
+
+    def _eps(self, x_t, level, up):
+        return self.unet(torch.cat([x_t, up], dim=1), level, None)
+
+    def loss(self, lr, hr, t, eps, u) -> tuple[torch.Tensor, dict]:
+        """L1 on eps at continuous levels between sqrt(ab_t) and sqrt(ab_{t-1}); t: (B,) steps,
+        u: (B,) uniform in [0, 1) choosing the level."""
+        up = upsample(lr, self.scale) * 2 - 1
+        ab = self.schedule.alpha_bar.to(hr.device)
+        prev = torch.where(t > 0, ab[(t - 1).clamp(min=0)], torch.ones_like(ab[t]))
+        level = (ab[t].sqrt() + u.double() * (prev.sqrt() - ab[t].sqrt())).to(hr.dtype)
+        lv = level.reshape(-1, 1, 1, 1)
+        x_t = lv * (hr * 2 - 1) + (1 - lv**2).sqrt() * eps
+        loss = F.l1_loss(self._eps(x_t, level, up), eps)
+        return loss, {"l1_eps": float(loss.detach())}
+
+    def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
+        up = upsample(lr, self.scale) * 2 - 1
+        x_T = randn_like(up, generator) if x_T is None else x_T
+        ab = self.schedule.alpha_bar
+
+        def eps_fn(x, t):
+            return self._eps(x, ab.to(x.device)[t].sqrt().to(x.dtype), up)
+
+        x0, nfe = ancestral_sample(eps_fn, self.schedule, x_T, generator=generator,
+                                   steps=self.sample_steps, checkpoint=checkpoint)
+        return (x0 + 1) / 2, nfe
+
+    def super_resolve(self, lr, *, generator=None, image: str = "batch"):
+        sr, nfe = self.sample(lr, generator=generator)
+        return sr.clamp(0, 1), nfe
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",
+             sample_steps: int | None = None) -> "SR3":
+        ckpt = load_checkpoint(path, weights=weights)
+        meta = ckpt["meta"]
+        model = cls(scale=meta["scale"], net=meta["net"], **{**meta["diffusion"],
+                                                             "sample_steps": sample_steps})
+        model.load_state_dict(ckpt["state"], strict=True)
+        model.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"]}
+        return model.to(device).eval()

@@ -1,0 +1,127 @@
+"""SRDiff (Li et al. 2021) as the ECDP paper trained it (METHOD.md "Baselines").
+
+Discrete DDPM, T = 100, cosine schedule; target the residual x0 = 2 (HR - bicubic(LR)) in
+[-1, 1]; eps-prediction with an L1 loss; 100-step ancestral sampler with x0 clipping. The
+denoiser is a U-Net (base 64, multipliers [1, 2, 3, 4] DIV2K / [1, 2, 2, 4] CelebA, two residual
+blocks per level) conditioned on a frozen, pre-trained RRDB encoder whose tapped features are
+projected to HR size by a transposed conv and added once, after the first level.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ecdp.checkpoint import load_checkpoint
+from ecdp.degradation import upsample
+from ecdp.nets import RRDBNet
+from ecdp.nets.unet import ResBlock, _norm, timestep_embedding
+
+from .ddpm import Schedule, ancestral_sample, cosine_betas
+
+__all__ = ["SRDiffUNet", "SRDiff"]
+
+
+class SRDiffUNet(nn.Module):
+    """x_t: (B, 3, H, W), t: (B,) step index, cond: (B, C, h, w) -> eps_hat (B, 3, H, W)."""
+
+    def __init__(self, *, dim: int = 64, mults: tuple[int, ...] = (1, 2, 3, 4),
+                 cond_channels: int = 96, scale: int = 4):
+        super().__init__()
+        dims = [3, *(dim * m for m in mults)]
+        pairs = list(zip(dims[:-1], dims[1:]))
+        self.dim = dim
+        self.time_mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.Mish(), nn.Linear(4 * dim, dim))
+        self.cond_proj = nn.ConvTranspose2d(cond_channels, dim, 2 * scale, scale, scale // 2)
+        self.down = nn.ModuleList()
+        for i, (a, b) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            self.down.append(nn.ModuleList([
+                ResBlock(a, b, dim, 0), ResBlock(b, b, dim, 0),
+                nn.Identity() if last else nn.Conv2d(b, b, 3, stride=2, padding=1)]))
+        self.mid = nn.ModuleList([ResBlock(dims[-1], dims[-1], dim, 0),
+                                  ResBlock(dims[-1], dims[-1], dim, 0)])
+        self.up = nn.ModuleList()
+        for a, b in reversed(pairs[1:]):
+            self.up.append(nn.ModuleList([ResBlock(2 * b, a, dim, 0), ResBlock(a, a, dim, 0),
+                                          nn.ConvTranspose2d(a, a, 4, 2, 1)]))
+        self.out = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), _norm(dim), nn.Mish(),
+                                 nn.Conv2d(dim, 3, 1))
+
+    def forward(self, x, t, cond):
+        temb = self.time_mlp(timestep_embedding(t.float(), self.dim, scale=1.0))
+        skips = []
+        for i, (block1, block2, down) in enumerate(self.down):
+            x = block2(block1(x, temb), temb)
+            if i == 0:
+                x = x + self.cond_proj(cond)[..., : x.shape[-2], : x.shape[-1]]
+            skips.append(x)
+            x = down(x)
+        for block in self.mid:
+            x = block(x, temb)
+        for block1, block2, up in self.up:
+            skip = skips.pop()
+            x = torch.cat([x[..., : skip.shape[-2], : skip.shape[-1]], skip], dim=1)
+            x = up(block2(block1(x, temb), temb))
+        return self.out(x[..., : skips[0].shape[-2], : skips[0].shape[-1]])
+
+
+class SRDiff(nn.Module):
+    name = "srdiff"
+    stochastic = True
+
+    def __init__(self, *, rrdb: RRDBNet, taps: tuple[int, ...], dim: int = 64,
+                 mults: tuple[int, ...] = (1, 2, 3, 4), steps: int = 100,
+                 sample_steps: int | None = None):
+        super().__init__()
+        self.scale = rrdb.scale
+        self.rrdb = rrdb.requires_grad_(False)  # whole, frozen: counted in the parameters
+        self.taps = tuple(taps)
+        self.unet = SRDiffUNet(dim=dim, mults=mults, cond_channels=rrdb.trunk.features * len(taps),
+                               scale=self.scale)
+        self.schedule = Schedule(cosine_betas(steps))
+        self.sample_steps = sample_steps
+
+    def train(self, mode: bool = True):  # the RRDB encoder stays frozen in eval mode
+        super().train(mode)
+        self.rrdb.eval()
+        return self
+
+    def encoder(self, lr: torch.Tensor) -> torch.Tensor:
+        """The tapped RRDB trunk features, concatenated: (B, features * len(taps), h, w)."""
+        return torch.cat(self.rrdb.trunk(lr, self.taps)[1], dim=1)
+
+    def loss(self, lr, hr, t, eps) -> tuple[torch.Tensor, dict]:
+        """L1 between eps_hat and eps at integer steps t (B,)."""
+        x0 = 2 * (hr - upsample(lr, self.scale))
+        with torch.no_grad():
+            feats = self.encoder(lr)
+        loss = F.l1_loss(self.unet(self.schedule.q_sample(x0, t, eps), t, feats), eps)
+        return loss, {"l1_eps": float(loss.detach())}
+
+    def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
+        up = upsample(lr, self.scale)
+        feats = self.encoder(lr)
+        x_T = torch.randn(up.shape, generator=generator, device=generator.device if generator
+                          else up.device).to(up) if x_T is None else x_T
+        x0, nfe = ancestral_sample(lambda x, t: self.unet(x, t, feats), self.schedule, x_T,
+                                   generator=generator, steps=self.sample_steps,
+                                   checkpoint=checkpoint)
+        return up + x0 / 2, nfe
+
+    def super_resolve(self, lr, *, generator=None, image: str = "batch"):
+        sr, nfe = self.sample(lr, generator=generator)
+        return sr.clamp(0, 1), nfe
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",
+             sample_steps: int | None = None) -> "SRDiff":
+        ckpt = load_checkpoint(path, weights=weights)
+        meta = ckpt["meta"]
+        model = cls(rrdb=RRDBNet(scale=meta["scale"], **meta["rrdb_net"]),
+                    **{**meta["net"], "sample_steps": sample_steps})
+        model.load_state_dict(ckpt["state"], strict=True)
+        model.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"]}
+        return model.to(device).eval()

@@ -1,0 +1,111 @@
+"""Training entry points of the diffusion baselines, on the suite's loop (``ecdp.train``).
+
+- ``train_srdiff``: SRDiff from a trained RRDBNet checkpoint (its frozen encoder), L1 on eps.
+- ``train_sr3``: SR3 from scratch, L1 on eps at continuous noise levels.
+- ``finetune_iq``: the "++" variants (Table 7): fine-tune a trained SRDiff or SR3 with ECDP's
+  L_IQ computed through its own ancestral sampler, checkpointed per step.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ecdp.checkpoint import load_checkpoint
+from ecdp.features import load_vgg_features
+from ecdp.nets import count_parameters
+from ecdp.rng import make_generator
+from ecdp.stages import (budget_text, load_rrdbnet, patch_batches, patch_sampler,
+                         save_result)
+from ecdp.train import make_optimizer, make_scheduler, train_loop
+
+from .sr3 import SR3
+from .srdiff import SRDiff
+
+__all__ = ["train_srdiff", "train_sr3", "finetune_iq", "LOADERS"]
+
+LOADERS = {"srdiff": SRDiff.load, "sr3": SR3.load}
+
+
+def _ddpm_noise(steps: int, continuous: bool):
+    def draw(hr, g):
+        t = torch.randint(steps, (hr.shape[0],), generator=g)
+        eps = torch.randn(hr.shape, generator=g)
+        return (t, eps, torch.rand(hr.shape[0], generator=g)) if continuous else (t, eps)
+    return draw
+
+
+def _fit(model, *, name, dataset_root, out, cfg, seed, device, draw, meta, progress):
+    scale = model.scale
+    train = patch_sampler(dataset_root, "train", cfg, scale)
+    optimizer = make_optimizer([([p for p in model.parameters() if p.requires_grad], cfg["lr"])])
+    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
+    result = train_loop(lambda m, b: m.loss(*b), model=model, optimizer=optimizer,
+                        scheduler=scheduler, batches=patch_batches(train, cfg, seed, device, draw),
+                        steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
+                        clip_value=cfg["clip_value"], save_every=cfg["save_every"],
+                        progress=progress, desc=name)
+    meta = {**meta, "scale": scale, "train": dict(cfg), "seed": seed,
+            "params": count_parameters(model), "history": result["history"],
+            "budget": budget_text(result["history"], cfg, device, prefix=meta.get("budget", ""))}
+    save_result(out, result, meta)
+    return meta
+
+
+def train_srdiff(*, dataset_root, rrdb_checkpoint, out, net: dict, cfg: dict, seed: int = 0,
+                 device: str = "cpu", progress: bool = True) -> dict:
+    """net: {taps, dim, mults, steps}; cfg: {steps, batch_size, patch_size, lr, warmup,
+    ema_decay, clip_value, save_every}."""
+    rrdb = load_rrdbnet(rrdb_checkpoint)
+    model = SRDiff(rrdb=rrdb, **net).to(device)
+    rrdb_meta = load_checkpoint(rrdb_checkpoint)["meta"]
+    meta = {"kind": "srdiff", "net": dict(net), "rrdb_net": rrdb_meta["net"],
+            "budget": f"RRDB {rrdb.provenance['budget']}"}
+    return _fit(model, name="srdiff", dataset_root=dataset_root, out=out, cfg=cfg, seed=seed,
+                device=device, draw=_ddpm_noise(model.schedule.steps, False), meta=meta,
+                progress=progress)
+
+
+def train_sr3(*, dataset_root, out, scale: int, net: dict, diffusion: dict, cfg: dict,
+              seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+    """net: the U-Net (see ``baselines.sr3.PAPER_NET``); diffusion: {steps, beta_start,
+    beta_end}."""
+    torch.manual_seed(seed)
+    model = SR3(scale=scale, net=net, **diffusion).to(device)
+    meta = {"kind": "sr3", "net": dict(net), "diffusion": dict(diffusion)}
+    return _fit(model, name="sr3", dataset_root=dataset_root, out=out, cfg=cfg, seed=seed,
+                device=device, draw=_ddpm_noise(model.schedule.steps, True), meta=meta,
+                progress=progress)
+
+
+def finetune_iq(*, kind: str, dataset_root, checkpoint, out, weights_status: dict, cfg: dict,
+                seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
+    """``kind`` in LOADERS; cfg: {steps, batch_size, patch_size, lr, ema_decay, clip_value,
+    save_every, iq_weight, allow_random_vgg, sample_steps}."""
+    model = LOADERS[kind](checkpoint, device=device, sample_steps=cfg.get("sample_steps"))
+    base = load_checkpoint(checkpoint)["meta"]
+    features, vgg = load_vgg_features(weights_status, allow_random=cfg["allow_random_vgg"],
+                                      seed=seed)
+    features.to(device)
+    train = patch_sampler(dataset_root, "train", cfg, model.scale)
+
+    def step(m, batch):
+        lr, hr, noise, generator = batch
+        sr, nfe = m.sample(lr, x_T=noise, generator=generator, checkpoint=True)
+        loss = F.l1_loss(features(sr), features(hr))
+        return cfg["iq_weight"] * loss, {"iq": float(loss.detach()), "nfe": nfe}
+
+    def draw(hr, g):
+        return torch.randn(hr.shape, generator=g), make_generator("sampler-noise", g.initial_seed())
+
+    optimizer = make_optimizer([([p for p in model.parameters() if p.requires_grad], cfg["lr"])])
+    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=0)
+    model.train()
+    result = train_loop(step, model=model, optimizer=optimizer, scheduler=scheduler,
+                        batches=patch_batches(train, cfg, seed, device, draw), steps=cfg["steps"],
+                        state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
+                        clip_value=cfg["clip_value"], save_every=cfg["save_every"],
+                        progress=progress, desc=f"{kind}++ (L_IQ)")
+    meta = {**base, "kind": kind, "iq": dict(cfg), "vgg": vgg, "history": result["history"],
+            "budget": budget_text(result["history"], cfg, device, prefix=base["budget"])}
+    save_result(out, result, meta)
+    return meta

@@ -1,0 +1,103 @@
+"""Baselines behind one interface: paper parameter counts, training that lowers the loss,
+L_IQ through the checkpointed ancestral samplers (the "++" variants)."""
+import numpy as np
+import pytest
+import torch
+
+from baselines import METHODS, SuperResolver, build_method
+from baselines.sr3 import PAPER_NET, SR3
+from baselines.srdiff import SRDiff
+from baselines.train import finetune_iq, train_sr3, train_srdiff
+from ecdp.checkpoint import load_checkpoint
+from ecdp.data.datasets import prepare_dataset
+from ecdp.data.io import write_png
+from ecdp.nets import RRDBNet, count_parameters
+from ecdp.stages import train_rrdbnet
+
+CFG = {"batch_size": 2, "patch_size": 32, "lr": 1e-3, "warmup": 1, "ema_decay": 0.9,
+       "clip_value": 10.0, "save_every": 5}
+
+
+def test_paper_parameter_counts():
+    with torch.device("meta"):
+        srdiff = SRDiff(rrdb=RRDBNet(scale=8, features=32, growth=16, blocks=8), taps=(2, 5, 7),
+                        mults=(1, 2, 2, 4))
+        sr3 = SR3(scale=4, net=PAPER_NET)
+    assert count_parameters(srdiff) / 1e6 == pytest.approx(12.0, rel=0.01)   # CelebA
+    assert count_parameters(sr3) / 1e6 == pytest.approx(97.8, rel=0.01)
+
+
+def test_every_method_is_a_super_resolver():
+    assert set(METHODS) >= {"bicubic", "rrdb", "ecdp"}
+    bicubic = build_method("bicubic", scale=4)
+    assert isinstance(bicubic, SuperResolver)
+    sr, nfe = bicubic.super_resolve(torch.rand(1, 3, 8, 8))
+    assert sr.shape == (1, 3, 32, 32) and nfe == 0
+    with pytest.raises(ValueError, match="unknown method 'esrgan'"):
+        build_method("esrgan", scale=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    src = root / "src"
+    for i in range(2):  # smooth random images: learnable residuals
+        base = rng.random((12, 12, 3))
+        img = np.kron(base, np.ones((6, 6, 1))) * 255
+        write_png(src / f"im{i}.png", img.astype(np.uint8))
+    manifest = prepare_dataset("folder", root / "ds", path=str(src))
+    manifest["splits"] = {"train": manifest["splits"]["test"], "val": manifest["splits"]["test"]}
+    import json
+    (root / "ds" / "manifest.json").write_text(json.dumps(manifest))
+    rrdb = root / "rrdb.pt"
+    train_rrdbnet(dataset_root=root / "ds", out=rrdb, scale=4,
+                  net={"features": 8, "growth": 4, "blocks": 3},
+                  cfg={**CFG, "steps": 2}, progress=False)
+    return root
+
+
+def _loss_fell(meta, k=5):
+    losses = [h["loss"] for h in meta["history"]["train"]]
+    return np.mean(losses[-k:]) < np.mean(losses[:k])
+
+
+def test_srdiff_trains_and_its_loss_falls(tiny_dataset):
+    meta = train_srdiff(dataset_root=tiny_dataset / "ds", rrdb_checkpoint=tiny_dataset / "rrdb.pt",
+                        out=tiny_dataset / "srdiff.pt",
+                        net={"taps": (0, 2), "dim": 8, "mults": (1, 2), "steps": 100},
+                        cfg={**CFG, "steps": 40}, progress=False)
+    assert _loss_fell(meta)
+    model = SRDiff.load(tiny_dataset / "srdiff.pt", sample_steps=10)
+    assert all(not p.requires_grad for p in model.rrdb.parameters())
+    sr, nfe = model.super_resolve(torch.rand(1, 3, 6, 6), generator=torch.Generator().manual_seed(0))
+    assert sr.shape == (1, 3, 24, 24) and nfe == 10
+
+
+def test_sr3_trains_and_its_loss_falls(tiny_dataset):
+    net = {"channels": [8, 16], "blocks": [1, 1], "time_channels": 4, "attention_levels": [1],
+           "mid_attention": True, "dropout": 0.0}
+    meta = train_sr3(dataset_root=tiny_dataset / "ds", out=tiny_dataset / "sr3.pt", scale=4,
+                     net=net, diffusion={"steps": 2000}, cfg={**CFG, "steps": 40}, progress=False)
+    assert _loss_fell(meta)
+    model = SR3.load(tiny_dataset / "sr3.pt", sample_steps=8)
+    sr, nfe = model.super_resolve(torch.rand(1, 3, 6, 6), generator=torch.Generator().manual_seed(0))
+    assert sr.shape == (1, 3, 24, 24) and nfe == 8
+
+
+@pytest.mark.parametrize("kind", ["srdiff", "sr3"])
+def test_plus_plus_finetuning_moves_the_denoiser(tiny_dataset, kind):
+    if not (tiny_dataset / f"{kind}.pt").exists():
+        pytest.skip("needs the training test of this kind first")
+    before = load_checkpoint(tiny_dataset / f"{kind}.pt", weights="raw")["state"]
+    meta = finetune_iq(kind=kind, dataset_root=tiny_dataset / "ds",
+                       checkpoint=tiny_dataset / f"{kind}.pt", out=tiny_dataset / f"{kind}++.pt",
+                       weights_status={"status": "unavailable", "reason": "offline"},
+                       cfg={**CFG, "steps": 2, "iq_weight": 1.0, "allow_random_vgg": True,
+                            "sample_steps": 4, "save_every": 1}, progress=False)
+    assert meta["vgg"].startswith("random VGG19") and meta["history"]["train"][0]["nfe"] == 4
+    after = load_checkpoint(tiny_dataset / f"{kind}++.pt", weights="raw")["state"]
+    unet = [k for k in after if k.startswith("unet.")]
+    assert sum(float((after[k] - before[k]).abs().sum()) for k in unet) > 0
+    frozen = [k for k in after if k.startswith("rrdb.")]
+    assert all(torch.equal(after[k], before[k]) for k in frozen)
