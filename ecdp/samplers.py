@@ -43,13 +43,18 @@ class SamplerError(RuntimeError):
 class _CountingDrift(torch.nn.Module):
     """The ODE right-hand side; counts evaluations and stops at the first non-finite value."""
 
-    def __init__(self, score_fn: ScoreFn, sde: ConditionalVPSDE, mu: torch.Tensor, image: str):
+    def __init__(self, score_fn: ScoreFn, sde: ConditionalVPSDE, mu: torch.Tensor, image: str,
+                 t_end: float):
         super().__init__()
         self.score_fn, self.sde, self.mu, self.image = score_fn, sde, mu, image
-        self.nfe, self.last_t = 0, 1.0
+        self.t_end, self.nfe, self.last_t = t_end, 0, 1.0
 
     def forward(self, t, x):
         self.nfe += 1
+        # torchdiffeq's initial step-size probe may ask for a time past the interval (t < 0,
+        # where alpha_bar > 1); the probe only sizes the first step, so evaluate it at the
+        # nearest valid time. Accepted steps stay inside [t_end, 1] (see step_t below).
+        t = t.clamp(self.t_end, 1.0)
         self.last_t = float(t)
         dx = self.sde.probability_flow_drift(x, self.mu, t, self.score_fn(x, t))
         if not torch.isfinite(dx).all():
@@ -100,8 +105,13 @@ def probability_flow_sample(score_fn: ScoreFn, sde: ConditionalVPSDE, mu: torch.
     if not 0 < t_end < 1:
         raise ValueError(f"t_end must lie in (0, 1), got {t_end}")
     solver, solver_options = _solver_options(method, options, nfe, t_end)
-    drift = _CountingDrift(score_fn, sde, mu, image)
+    drift = _CountingDrift(score_fn, sde, mu, image, t_end)
     ts = torch.tensor([1.0, t_end], dtype=x1.dtype, device=x1.device)
+    if solver in ADAPTIVE:
+        # Land exactly on t_end (the same value as ts[-1]): torchdiffeq's adaptive solvers
+        # otherwise step past the final time and interpolate back, evaluating the score at
+        # t < 0, where alpha_bar > 1 and s_t is not real.
+        solver_options.setdefault("step_t", ts[-1:].clone())
     kwargs = dict(rtol=rtol, atol=atol, method=solver, options=solver_options)
     try:
         with warnings.catch_warnings():

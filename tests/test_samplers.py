@@ -131,3 +131,20 @@ def test_adjoint_without_params_is_an_error_not_silent_zero():
     mu, x1 = _prior(sde, n=4)
     with pytest.raises(ValueError, match="adjoint_params"):
         probability_flow_sample(TinyScore(), sde, mu, x1, adjoint=True)
+
+
+def test_adaptive_solver_never_evaluates_outside_the_time_interval():
+    """torchdiffeq steps past the final time and probes a first step that can be huge when the
+    drift at t = 1 is ~0 (a matched prior); the score must only ever see t in [t_end, 1]."""
+    sde = ConditionalVPSDE(sigma=S)
+    mu, x1 = _prior(sde, n=8, mu=M)
+    seen = []
+    exact = gaussian_score(sde, mu=M)
+
+    def score(x, t):
+        seen.append(float(t))
+        return exact(x, t)
+
+    for tol in (1e-3, 1e-6):
+        probability_flow_sample(score, sde, mu, x1, rtol=tol, atol=tol)
+    assert min(seen) >= float(torch.tensor(1 / 3000)) and max(seen) <= 1.0

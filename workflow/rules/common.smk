@@ -6,7 +6,13 @@ DATASET = config["dataset"]
 SCALE = config["scale"]
 RESULTS = f"results/{DATASET}/x{SCALE}"
 PAPER_YAML = os.path.join(workflow.basedir, "workflow/reference/paper.yaml")
-EXPERIMENTS = config["experiments"]
+RUN = config.get("run") or list(config["experiments"])
+_unknown = [e for e in RUN if e not in config["experiments"]]
+if _unknown:
+    raise ValueError(
+        f"config 'run' names undefined experiments {_unknown}; defined: {list(config['experiments'])}"
+    )
+EXPERIMENTS = {e: config["experiments"][e] for e in RUN}
 STOCHASTIC_METHODS = {"ecdp"}
 
 
