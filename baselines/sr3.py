@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecdp.checkpoint import load_checkpoint
+from ecdp.checkpoint import load_checkpoint, restore
 from ecdp.degradation import upsample
 from ecdp.nets import ScoreUNet
 from ecdp.rng import randn_like
@@ -82,6 +82,4 @@ class SR3(nn.Module):
         meta = ckpt["meta"]
         model = cls(scale=meta["scale"], net=meta["net"], **{**meta["diffusion"],
                                                              "sample_steps": sample_steps})
-        model.load_state_dict(ckpt["state"], strict=True)
-        model.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"]}
-        return model.to(device).eval()
+        return restore(model, ckpt, weights=weights).to(device)

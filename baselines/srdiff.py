@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecdp.checkpoint import load_checkpoint
+from ecdp.checkpoint import load_checkpoint, restore
 from ecdp.degradation import upsample
 from ecdp.nets import RRDBNet
 from ecdp.nets.unet import ResBlock, _norm, timestep_embedding
@@ -122,6 +122,4 @@ class SRDiff(nn.Module):
         meta = ckpt["meta"]
         model = cls(rrdb=RRDBNet(scale=meta["scale"], **meta["rrdb_net"]),
                     **{**meta["net"], "sample_steps": sample_steps})
-        model.load_state_dict(ckpt["state"], strict=True)
-        model.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"]}
-        return model.to(device).eval()
+        return restore(model, ckpt, weights=weights).to(device)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "atomic_torch_save", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "restore", "atomic_torch_save",
+           "CheckpointError"]
 
 FORMAT = 1
 
@@ -59,3 +60,13 @@ def load_checkpoint(path: str | os.PathLike, *, weights: str = "ema") -> dict:
                               f"{ckpt.get('format') if isinstance(ckpt, dict) else '?'})")
     return {"step": ckpt["step"], "meta": ckpt["meta"],
             "state": ckpt["ema"] if weights == "ema" else ckpt["state"]}
+
+
+def restore(model: torch.nn.Module, ckpt: dict, *, weights: str, path=None):
+    """Load a checkpoint's weights strictly into ``model``; record where they came from in
+    ``model.provenance`` (weights, step, training budget). Returns the model in eval mode."""
+    model.load_state_dict(ckpt["state"], strict=True)
+    model.provenance = {"weights": f"{weights} step {ckpt['step']}",
+                        "budget": ckpt["meta"]["budget"],
+                        **({"checkpoint": str(path)} if path is not None else {})}
+    return model.eval()

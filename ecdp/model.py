@@ -61,18 +61,15 @@ class ECDP(nn.Module):
 
         ``k`` overrides the hybrid's k and ``sampler`` the solver settings stored in it.
         """
-        from .checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint, restore
 
         ckpt = load_checkpoint(path, weights=weights)
         meta = ckpt["meta"]
         p = Parametrization(meta["parametrization"], float(meta["k"] if k is None else k))
         model = cls.from_config(meta["model"], scale=meta["scale"], sigma=meta["sigma"],
                                 parametrization=p)
-        model.load_state_dict(ckpt["state"], strict=True)
         model.sampler.update(sampler or {})
-        model.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"],
-                            "checkpoint": str(path)}
-        return model.to(device).eval()
+        return restore(model, ckpt, weights=weights, path=path).to(device)
 
     # ------------------------------------------------------------------ the score
 

@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .data.patches import PatchSampler
 from .degradation import upsample
 from .features import load_vgg_features
@@ -70,10 +70,7 @@ def patch_sampler(dataset_root, split: str, cfg: dict, scale: int) -> PatchSampl
 def load_rrdbnet(path: str | os.PathLike, *, weights: str = "ema") -> RRDBNet:
     ckpt = load_checkpoint(path, weights=weights)
     meta = ckpt["meta"]
-    net = RRDBNet(scale=meta["scale"], **meta["net"])
-    net.load_state_dict(ckpt["state"], strict=True)
-    net.provenance = {"weights": f"{weights} step {ckpt['step']}", "budget": meta["budget"]}
-    return net
+    return restore(RRDBNet(scale=meta["scale"], **meta["net"]), ckpt, weights=weights)
 
 
 def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: int = 0,
