@@ -43,7 +43,7 @@ def _fit(model, *, name, dataset_root, out, cfg, seed, device, draw, meta, progr
                         scheduler=scheduler, batches=patch_batches(train, cfg, seed, device, draw),
                         steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
                         clip_value=cfg["clip_value"], save_every=cfg["save_every"],
-                        progress=progress, desc=name)
+                        progress=progress, desc=name, config={**meta, "train": cfg, "seed": seed})
     meta = {**meta, "scale": scale, "train": dict(cfg), "seed": seed,
             "params": count_parameters(model), "history": result["history"],
             "budget": budget_text(result["history"], cfg, device, prefix=meta.get("budget", ""))}
@@ -104,7 +104,8 @@ def finetune_iq(*, kind: str, dataset_root, checkpoint, out, weights_status: dic
                         batches=patch_batches(train, cfg, seed, device, draw), steps=cfg["steps"],
                         state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
                         clip_value=cfg["clip_value"], save_every=cfg["save_every"],
-                        progress=progress, desc=f"{kind}++ (L_IQ)")
+                        progress=progress, desc=f"{kind}++ (L_IQ)",
+                        config={"base": base["budget"], "train": cfg, "seed": seed})
     meta = {**base, "kind": kind, "iq": dict(cfg), "vgg": vgg, "history": result["history"],
             "budget": budget_text(result["history"], cfg, device, prefix=base["budget"])}
     save_result(out, result, meta)

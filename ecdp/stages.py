@@ -85,7 +85,8 @@ def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: 
                         scheduler=scheduler, batches=patch_batches(sampler, cfg, seed, device),
                         steps=cfg["steps"], state_path=f"{out}.state",
                         ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
-                        save_every=cfg["save_every"], progress=progress, desc="rrdbnet")
+                        save_every=cfg["save_every"], progress=progress, desc="rrdbnet",
+                        config={"net": net, "train": cfg, "seed": seed})
     meta = {"kind": "rrdbnet", "scale": scale, "net": dict(net), "train": dict(cfg), "seed": seed,
             "params": count_parameters(model),
             "budget": budget_text(result["history"], cfg, device), "history": result["history"]}
@@ -165,7 +166,8 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
                         steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
                         clip_value=cfg["clip_value"], save_every=cfg["save_every"],
                         validate=_validator(val, seed=seed), validate_every=cfg["validate_every"],
-                        progress=progress, desc=f"ecdp stage 1 ({model_cfg['parametrization']})")
+                        progress=progress, desc=f"ecdp stage 1 ({model_cfg['parametrization']})",
+                        config={"model": model_cfg, "train": cfg, "seed": seed})
     k_choice = None
     if k == "auto" and model.parametrization.kind == "hybrid":
         k, k_choice = choose_k(result["ema"].module, val, seed=seed)
@@ -239,7 +241,8 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
                         ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
                         save_every=cfg["save_every"], validate=_validator(val, seed=seed),
                         validate_every=cfg.get("validate_every"), progress=progress,
-                        desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})")
+                        desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})",
+                        config={"stage1": meta1["budget"], "train": cfg, "k": k, "seed": seed})
     meta = {**meta1, "stage": 2, "k": model.parametrization.k, "k_choice": k_choice,
             "stage2": dict(cfg), "vgg": vgg,
             "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"]),

@@ -12,6 +12,7 @@ ODE included) and only rank 0 writes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -90,12 +91,14 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
                ema_decay: float = 0.999, clip_value: float | None = 10.0,
                save_every: int = 100, validate: Callable | None = None,
                validate_every: int | None = None, progress: bool = True,
-               desc: str = "train", ema: AveragedModel | None = None) -> dict:
+               desc: str = "train", ema: AveragedModel | None = None,
+               config: dict | None = None) -> dict:
     """Run (or resume) ``steps`` optimisation steps. Returns {"model", "ema", "history", "step"}.
 
-    The training state (weights, EMA, optimizer, scheduler, history, step) is written atomically
-    to ``state_path`` every ``save_every`` steps and at the end; a non-finite loss stops training
-    with the last good state kept.
+    The training state (weights, EMA, optimizer, scheduler, history, step, ``config``) is written
+    atomically to ``state_path`` every ``save_every`` steps and at the end; a non-finite loss
+    stops training with the last good state kept. A state saved under a different ``config`` is
+    not resumed (it is set aside as ``*.stale``): changing the recipe retrains from scratch.
     """
     rank, size = world()
     state_path = Path(state_path)
@@ -103,8 +106,16 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
     params = [p for p in model.parameters() if p.requires_grad]
     history: dict = {"train": [], "val": []}
     start = 0
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = torch.load(state_path, map_location="cpu", weights_only=True) \
+        if state_path.exists() else None
+    if state is not None and state.get("config") != config:
+        logging.getLogger(__name__).warning(
+            "%s was saved with a different configuration; starting over (kept as .stale)",
+            state_path)
+        if rank == 0:
+            os.replace(state_path, state_path.with_name(state_path.name + ".stale"))
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -116,7 +127,7 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
             atomic_torch_save({"model": model.state_dict(), "ema": ema.state_dict(),
                                "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "history": history,
-                               "step": step}, state_path)
+                               "step": step, "config": config}, state_path)
 
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,

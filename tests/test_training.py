@@ -217,3 +217,16 @@ def test_checkpoint_roundtrip_and_strict_errors(tiny_ecdp, tmp_path):
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
     assert not list(tmp_path.glob(".c.pt.*"))  # no temporary files left
+
+
+def test_state_from_a_different_recipe_is_not_resumed(tiny_ecdp, tmp_path):
+    model = tiny_ecdp()
+    opt = make_optimizer([(model.parameters(), 1e-3)])
+    run = lambda cfg, steps: train_loop(  # noqa: E731
+        lambda m, b: score_matching_loss(m, *b), model=model, optimizer=opt,
+        scheduler=make_scheduler(opt, steps=steps), batches=_batch, steps=steps,
+        state_path=tmp_path / "s.pt", save_every=1, progress=False, config=cfg)
+    run({"lr": 1}, 2)
+    result = run({"lr": 2}, 3)
+    assert [h["step"] for h in result["history"]["train"]] == [1, 2, 3]  # started over
+    assert (tmp_path / "s.pt.stale").exists()
