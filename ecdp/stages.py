@@ -171,10 +171,11 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
     k_choice = None
     if k == "auto" and model.parametrization.kind == "hybrid":
         k, k_choice = choose_k(result["ema"].module, val, seed=seed)
+    k = 1.0 if k == "auto" else float(k)  # "auto" for eps / x0, where k plays no part
+    resolved = {**model_cfg, "sde": {**model_cfg["sde"], "sigma": float(sigma)}, "k": k}
     meta = {"kind": "ecdp", "stage": 1, "scale": scale, "sigma": float(sigma),
             "sigma_source": "auto (training-set estimate)" if model_cfg["sde"]["sigma"] == "auto"
-            else "config", "model": _resolved(model_cfg), "parametrization":
-            model.parametrization.kind, "k": 1.0 if k == "auto" else float(k),
+            else "config", "model": resolved, "parametrization": model.parametrization.kind, "k": k,
             "k_choice": k_choice, "train": dict(cfg), "seed": seed,
             "params": count_parameters(model), "rrdb_budget": rrdb.provenance["budget"],
             "budget": budget_text(result["history"], cfg, device,
@@ -182,10 +183,6 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
             "history": result["history"]}
     save_result(out, result, meta)
     return meta
-
-
-def _resolved(model_cfg: dict) -> dict:
-    return {**model_cfg, "sde": {**model_cfg["sde"]}}
 
 
 def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: dict, cfg: dict,
