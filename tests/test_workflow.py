@@ -105,3 +105,9 @@ def test_smoke_preset_runs_every_rule(tmp_path):
     assert "Nothing to be done" in snakemake(
         tmp_path, "-n", "all", "--configfile",
         str(ROOT / "workflow" / "presets" / "smoke.yaml")).stdout
+
+
+def test_snakemake_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr

@@ -5,6 +5,8 @@ rule prepare_dataset:
         "logs/prepare_dataset/{dataset}.log",
     params:
         options=lambda w: config["datasets"].get(w.dataset, {}),
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/prepare_dataset.py"
 
@@ -19,6 +21,8 @@ rule degrade:
     params:
         official_lr=config["evaluation"]["official_lr"],
         limit=config["evaluation"]["limit"],
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/degrade.py"
 
@@ -31,5 +35,7 @@ rule fetch_weights:
     params:
         allow_download=config["weights"]["allow_download"],
         timeout=config["weights"]["timeout"],
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/fetch_weights.py"

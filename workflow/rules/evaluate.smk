@@ -9,6 +9,8 @@ rule evaluate:
         "logs/evaluate/{dataset}_x{scale}_{experiment}.log",
     params:
         protocols=config["evaluation"]["protocols"],
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -20,5 +22,7 @@ rule aggregate:
         f"{RESULTS}/metrics/summary.csv",
     log:
         f"logs/aggregate/{DATASET}_x{SCALE}.log",
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/aggregate.py"

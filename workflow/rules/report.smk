@@ -13,5 +13,7 @@ rule table1:
         experiments={k: v.get("label", k) for k, v in EXPERIMENTS.items()},
         dataset=DATASET,
         scale=SCALE,
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/table1.py"

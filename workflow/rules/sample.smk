@@ -10,5 +10,7 @@ rule super_resolve:
         experiment=lambda w: EXPERIMENTS[w.experiment],
         device=config["evaluation"]["device"],
     threads: workflow.cores
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/super_resolve.py"

@@ -11,6 +11,8 @@ rule train_rrdb:
         seed=config["training"]["seed"],
         device=training_device(),
     threads: workflow.cores
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/train_rrdb.py"
 
@@ -31,6 +33,8 @@ rule train_ecdp_stage1:
         seed=config["training"]["seed"],
         device=training_device(),
     threads: workflow.cores
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/train_ecdp.py"
 
@@ -58,5 +62,7 @@ rule train_ecdp_stage2:
         seed=config["training"]["seed"],
         device=training_device(),
     threads: workflow.cores
+    conda:
+        "../envs/ecdp.yaml"
     script:
         "../scripts/train_ecdp.py"
