@@ -17,6 +17,7 @@ from torch import nn
 from ecdp.checkpoint import load_checkpoint, restore
 from ecdp.degradation import upsample
 from ecdp.nets import RRDBNet
+from ecdp.rng import randn_like
 from ecdp.nets.unet import ResBlock, _norm, timestep_embedding
 
 from .ddpm import Schedule, ancestral_sample, cosine_betas
@@ -104,8 +105,7 @@ class SRDiff(nn.Module):
     def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
         up = upsample(lr, self.scale)
         feats = self.encoder(lr)
-        x_T = torch.randn(up.shape, generator=generator, device=generator.device if generator
-                          else up.device).to(up) if x_T is None else x_T
+        x_T = randn_like(up, generator) if x_T is None else x_T
         x0, nfe = ancestral_sample(lambda x, t: self.unet(x, t, feats), self.schedule, x_T,
                                    generator=generator, steps=self.sample_steps,
                                    checkpoint=checkpoint)
