@@ -1,4 +1,5 @@
 # ECDP reproducibility suite: `snakemake --cores all all` (see README.md).
+# `snakemake --report report.html` collects the tables and figures with their captions.
 import os
 
 from snakemake.utils import min_version, validate
@@ -12,12 +13,16 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

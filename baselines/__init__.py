@@ -13,6 +13,8 @@ from ecdp.model import ECDP
 
 from .bicubic import Bicubic
 from .rrdb import RRDB
+from .sr3 import SR3
+from .srdiff import SRDiff
 
 
 @runtime_checkable
@@ -31,10 +33,18 @@ def _ecdp(*, checkpoint, device: str = "cpu", k: float | None = None, sampler: d
     return ECDP.load(checkpoint, device=device, k=k, sampler=sampler)
 
 
+def _ddpm(cls):
+    def build(*, checkpoint, device: str = "cpu", sample_steps: int | None = None, **_):
+        return cls.load(checkpoint, device=device, sample_steps=sample_steps).eval()
+    return build
+
+
 METHODS = {
     "bicubic": Bicubic,
     "rrdb": RRDB,
     "ecdp": _ecdp,
+    "srdiff": _ddpm(SRDiff),
+    "sr3": _ddpm(SR3),
 }
 
 
@@ -43,3 +53,11 @@ def build_method(kind: str, **kwargs) -> SuperResolver:
     if kind not in METHODS:
         raise ValueError(f"unknown method {kind!r}; choose one of {', '.join(METHODS)}")
     return METHODS[kind](**kwargs)
+
+
+def method_for(experiment: dict, *, scale: int, checkpoint=None, device="cpu",
+               sample_steps: int | None = None) -> SuperResolver:
+    """The SuperResolver of one workflow experiment (its ``method``, ``k`` and ``sampler``)."""
+    return build_method(experiment["method"], scale=scale, checkpoint=checkpoint, device=device,
+                        k=experiment.get("k"), sampler=experiment.get("sampler"),
+                        sample_steps=sample_steps)

@@ -14,7 +14,7 @@ class Bicubic:
 
     def __init__(self, *, scale: int, **_):
         self.scale = scale
-        self.provenance = {"weights": "none", "budget": "none"}
+        self.provenance = {"weights": "none", "budget": "none", "params": 0}
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
                       image: str = "batch"):

@@ -67,6 +67,7 @@ def restore(model: torch.nn.Module, ckpt: dict, *, weights: str, path=None):
     ``model.provenance`` (weights, step, training budget). Returns the model in eval mode."""
     model.load_state_dict(ckpt["state"], strict=True)
     model.provenance = {"weights": f"{weights} step {ckpt['step']}",
+                        "params": sum(p.numel() for p in model.parameters()),
                         "budget": ckpt["meta"]["budget"],
                         **({"checkpoint": str(path)} if path is not None else {})}
     return model.eval()

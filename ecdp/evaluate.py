@@ -96,6 +96,7 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                     "scale": scale, "region": "full image", "lr_sha256": pair["lr_sha256"],
                     "weights": sr_manifest.get("weights", "none"),
                     "budget": sr_manifest.get("budget", "none"),
+                    "params": sr_manifest.get("params", float("nan")),
                 })
     return pd.DataFrame(rows)
 
@@ -110,6 +111,9 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     mean = per_seed.groupby(level=keys, sort=False).mean().add_suffix("_mean")
     std = per_seed.groupby(level=keys, sort=False).std(ddof=0).add_suffix("_std")
     first = per_image.groupby(keys, sort=False)[["lpips_weights", "weights", "budget"]].first()
+    if "params" in per_image:
+        mean["params_m_mean"] = per_image.groupby(keys, sort=False)["params"].first() / 1e6
+        mean["params_m_std"] = 0.0
     seeds = per_image.groupby(keys, sort=False)["seed"].nunique().rename("n_seeds")
     images = per_image.groupby(keys, sort=False)["image"].nunique().rename("n_images")
     return pd.concat([mean, std, seeds, images, first], axis=1).reset_index()

@@ -92,6 +92,14 @@ class ECDP(nn.Module):
 
         return score
 
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, mu: torch.Tensor,
+                feats: torch.Tensor) -> torch.Tensor:
+        """One-step prediction of x_0 from x_t (the parametrization's denoised image, Figure 5)."""
+        sigma = self.sde.sigma
+        z_t = (x_t - mu) / sigma
+        a_t, s_t = self.sde.coefficients(t, z_t)
+        return mu + sigma * Parametrization.z0_hat(self.eps_hat(z_t, t, feats), z_t, a_t, s_t)
+
     def condition(self, lr: torch.Tensor):
         """(mu, LR features) for an LR batch."""
         return upsample(lr, self.scale), self.encoder(lr)

@@ -14,13 +14,14 @@ import pandas as pd
 
 from .data.io import atomic_write_text
 
-__all__ = ["METRIC_FORMATS", "build_table", "write_table"]
+__all__ = ["METRIC_FORMATS", "build_table", "timing_extra", "write_table"]
 
 METRIC_FORMATS = {  # name: (header, decimals)
     "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑", 2), "ssim": ("SSIM↑", 3),
     "lr_psnr": ("LR-PSNR↑", 2), "seconds": ("s/image↓", 3), "nfe": ("NFE", 1),
-    "params_m": ("#Params (M)", 1),
+    "params_m": ("#Params (M)", 2), "peak_mib": ("peak MiB", 0),
 }
+TIMING_METRICS = ("seconds", "nfe", "peak_mib")
 
 
 def _fmt(value, decimals: int, std=None) -> str:
@@ -67,6 +68,12 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
                         "note": note, "protocol": protocol, "budget": budget,
                         "paper_table": reference.get("caption", "")})
     return pd.DataFrame(out)
+
+
+def timing_extra(timing: pd.DataFrame) -> dict[str, dict]:
+    """experiment -> {seconds, nfe, peak_mib} from the timing rule's summary CSV."""
+    return {row["experiment"]: {m: float(row[m]) for m in TIMING_METRICS}
+            for _, row in timing.iterrows()}
 
 
 def _wide(long: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:

@@ -17,6 +17,25 @@ def snakemake(workdir, *args, check=True):
     return proc
 
 
+def planned(workdir, *args) -> dict[str, int]:
+    """rule -> number of jobs in a dry run's job stats (empty when nothing is to be done)."""
+    out = snakemake(workdir, "-n", *args).stdout
+    if "Job stats:" not in out:
+        return {}
+    stats = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    jobs = {}
+    for line in stats.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+SMOKE = str(ROOT / "workflow" / "presets" / "smoke.yaml")
+TRAINING_AND_SAMPLING = {"train_rrdb", "train_ecdp_stage1", "train_ecdp_stage2", "train_srdiff",
+                         "train_sr3", "finetune_iq", "super_resolve", "timing"}
+
+
 def test_readme_quickstart_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     quick = readme.split("## Quickstart", 1)[1].split("```", 2)[1]
@@ -60,7 +79,7 @@ def test_folder_dataset_missing_path_fails_naming_the_key(tmp_path):
 
 @pytest.mark.slow
 def test_default_config_bicubic_only_writes_table1(tmp_path):
-    """The default config narrowed to bicubic with ``run`` (the full default trains ECDP)."""
+    """The default config narrowed to bicubic with ``run`` (the full default trains models)."""
     snakemake(tmp_path, "--cores", "2", "all", "--config", 'run=["bicubic"]')
     tables = tmp_path / "results" / "sample-photos" / "x4" / "tables"
     long = pd.read_csv(tables / "table1.csv")
@@ -80,31 +99,108 @@ def test_default_config_bicubic_only_writes_table1(tmp_path):
                                              'run=["bicubic"]').stdout
 
 
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The CI smoke preset run once: every rule on tiny data and tiny models."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    snakemake(workdir, "all", "--cores", "2", "--configfile", SMOKE)
+    return workdir
+
+
 @pytest.mark.slow
-def test_smoke_preset_runs_every_rule(tmp_path):
-    """The CI smoke preset: dataset, degradation, weights, RRDB, ECDP stages 1 and 2, sampling
-    with several seeds, evaluation, aggregation and table 1, on tiny data and models."""
+def test_smoke_preset_runs_every_rule(smoke_run):
+    """Dataset, degradation, weights, RRDB, ECDP stages 1 and 2 for every ablation, SRDiff, SR3
+    and their ++ fine-tuning, sampling with several seeds, evaluation, timing, tables, figures."""
     from ecdp.checkpoint import load_checkpoint
 
-    snakemake(tmp_path, "all", "--cores", "2", "--configfile",
-              str(ROOT / "workflow" / "presets" / "smoke.yaml"))
-    base = tmp_path / "results" / "sample-photos" / "x4"
+    base = smoke_run / "results" / "sample-photos" / "x4"
     ckpt = load_checkpoint(base / "models" / "ecdp" / "model.pt")
     assert ckpt["meta"]["stage"] == 2 and ckpt["meta"]["sigma_source"].startswith("auto")
     assert ckpt["meta"]["vgg"].startswith("random VGG19 (seed 0)")
     assert ckpt["meta"]["k"] > 0 and len(ckpt["meta"]["k_choice"]) == 17
     assert (base / "models" / "ecdp" / "model.pt.state").exists()
+    assert load_checkpoint(base / "models" / "ecdp-k2" / "model.pt")["meta"]["k"] == 2.0
+    for kind in ("srdiff", "sr3"):
+        meta = load_checkpoint(base / "models" / f"{kind}++" / "model.pt")["meta"]
+        assert meta["kind"] == kind and meta["vgg"].startswith("random VGG19")
     per_image = pd.read_csv(base / "metrics" / "ecdp.csv")
     assert sorted(per_image.seed.unique()) == [0, 1]
     assert per_image.nfe.min() == 4 and per_image.weights.str.startswith("ema step").all()
     assert (per_image.groupby("seed").psnr.mean().diff().abs().iloc[1]) > 0  # seeds differ
+    assert pd.read_csv(base / "metrics" / "sr3.csv").nfe.unique().tolist() == [4]
+    hr = pd.read_csv(base / "metrics" / "bicubic.csv")
+    assert len(hr) == 2 * 2  # 2 images x 2 protocols, one seed for a deterministic method
+    summary = pd.read_csv(base / "metrics" / "summary.csv")
+    assert len(summary) == 13 * 2
+    timing = pd.read_csv(base / "timing" / "summary.csv").set_index("experiment")
+    assert len(timing) == 13 and (timing.seconds > 0).all()
+    assert timing.loc["sr3", "nfe"] == 4 and timing.loc["ecdp", "nfe"] == 4
+    assert timing.loc["bicubic", "nfe"] == 0 and timing.loc["rrdb", "nfe"] == 1
+    assert (base / "timing" / "ecdp.benchmark.tsv").exists()
     long = pd.read_csv(base / "tables" / "table1.csv")
-    assert set(long.experiment) == {"bicubic", "rrdb", "ecdp"}
+    assert set(long.experiment) == {"bicubic", "rrdb", "srdiff", "sr3", "ecdp"}
     ecdp = long[long.experiment == "ecdp"].set_index("metric")
     assert ecdp.loc["psnr", "paper"] == 28.03 and "RRDB" in ecdp.loc["psnr", "budget"]
-    assert "Nothing to be done" in snakemake(
-        tmp_path, "-n", "all", "--configfile",
-        str(ROOT / "workflow" / "presets" / "smoke.yaml")).stdout
+    assert ecdp.loc["params_m", "reproduced"] > 0
+    t3 = pd.read_csv(base / "tables" / "table3.csv").set_index(["experiment", "metric"])
+    assert t3.loc[("sr3", "seconds"), "paper"] == 83.1
+    assert t3.loc[("sr3", "seconds"), "reproduced"] == pytest.approx(timing.loc["sr3", "seconds"])
+    t5 = pd.read_csv(base / "tables" / "table5.csv")
+    assert t5.experiment.nunique() == 6 and t5.reproduced.notna().sum() == 6 * 3  # LPIPS offline
+    t7 = pd.read_csv(base / "tables" / "table7.csv")
+    assert set(t7.experiment) >= {"srdiff++", "sr3++", "ecdp-iq-sde"}
+    for figure in ("figure5", "figure8", "quality_vs_cost", "crops"):
+        assert (base / "figures" / f"{figure}.png").stat().st_size > 1000
+    assert planned(smoke_run, "all", "--configfile", SMOKE) == {}
+
+
+@pytest.mark.slow
+def test_protocol_or_rendering_changes_rerun_no_training(smoke_run, tmp_path):
+    """Table rendering and metric protocol changes re-run tables (and metrics), never models."""
+    table = tmp_path / "table.yaml"
+    table.write_text("tables:\n  table1: {reference: table1, experiments: [ecdp, rrdb],"
+                     " metrics: [psnr], protocol: basicsr}\n")
+    jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(table))
+    assert jobs.get("table") == 1 and not TRAINING_AND_SAMPLING & set(jobs), jobs
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text("evaluation:\n  protocols: [basicsr, paper]\n")
+    jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(protocol))
+    assert jobs.get("evaluate") == 13 and not TRAINING_AND_SAMPLING & set(jobs), jobs
+
+
+@pytest.mark.slow
+def test_report_collects_tables_and_figures(smoke_run):
+    snakemake(smoke_run, "--report", "report.zip", "--configfile", SMOKE)
+    import zipfile
+
+    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
+    for item in ("table1.md", "table7.md", "figure5.png", "crops.png"):
+        assert any(n.endswith(item) for n in names), (item, names[:20])
+
+
+def test_paper_div2k_preset_plans_the_full_dag(tmp_path):
+    out = snakemake(tmp_path, "-n", "all", "--configfile",
+                    str(ROOT / "workflow" / "presets" / "paper-div2k.yaml")).stdout
+    jobs = planned(tmp_path, "all", "--configfile",
+                   str(ROOT / "workflow" / "presets" / "paper-div2k.yaml"))
+    assert jobs["prepare_dataset"] == 1 and "resources/datasets/div2k/manifest.json" in out
+    assert jobs["train_ecdp_stage1"] == 3 and jobs["train_ecdp_stage2"] == 6
+    assert jobs["finetune_iq"] == 2 and jobs["train_srdiff"] == jobs["train_sr3"] == 1
+    assert jobs["super_resolve"] == 3 * 11 + 2 and jobs["table"] == 4
+    assert "gpu=1" in out
+
+
+def test_one_ablation_reruns_alone(tmp_path):
+    jobs = planned(tmp_path, "results/sample-photos/x4/metrics/ecdp-x0.csv")
+    assert jobs["train_ecdp_stage1"] == 1 and jobs["train_ecdp_stage2"] == 1
+    assert jobs["super_resolve"] == 3 and "train_srdiff" not in jobs
+
+
+def test_iq_not_available_for_a_method_is_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiments:\n  rrdb++: {method: rrdb, iq: ancestral}\n")
+    proc = snakemake(tmp_path, "-n", "all", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0 and "experiments.rrdb++.iq" in proc.stdout + proc.stderr
 
 
 def test_snakemake_lint_is_clean(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 __all__ = ["ImageError", "read_image", "write_png", "sha256_file", "atomic_write_text",
-           "write_json", "IMAGE_SUFFIXES", "list_images"]
+           "atomic_write_bytes", "write_json", "IMAGE_SUFFIXES", "list_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -92,14 +92,19 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     tmp = _atomic_target(path)
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

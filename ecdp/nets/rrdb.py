@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..degradation import upsample
+
 __all__ = ["ResidualDenseBlock", "RRDB", "RRDBTrunk", "RRDBNet", "RRDBEncoder"]
 
 
@@ -69,9 +71,13 @@ class RRDBNet(nn.Module):
     """ESRGAN's generator: trunk, trunk conv + long skip, nearest x2 upsampling stages, HR convs.
 
     lr: (B, 3, h, w) in [0, 1] -> (B, 3, s h, s w). 23 blocks, 64 features, growth 32: 16.7M.
+    ``bicubic_skip`` (off in ESRGAN and the paper presets; on for the CPU-sized default run)
+    adds the bicubic upsampling of the LR to the output, so that the network learns only the
+    residual: same parameters, far fewer steps to beat bicubic.
     """
 
-    def __init__(self, *, scale: int = 4, features: int = 64, growth: int = 32, blocks: int = 23):
+    def __init__(self, *, scale: int = 4, features: int = 64, growth: int = 32, blocks: int = 23,
+                 bicubic_skip: bool = False):
         super().__init__()
         if scale & (scale - 1) or scale < 2:
             raise ValueError(f"RRDBNet upsamples by powers of two, got scale {scale}")
@@ -82,13 +88,15 @@ class RRDBNet(nn.Module):
                                      for _ in range(int(math.log2(scale))))
         self.hr_conv = nn.Conv2d(features, features, 3, padding=1)
         self.conv_last = nn.Conv2d(features, 3, 3, padding=1)
+        self.bicubic_skip = bicubic_skip
 
     def forward(self, lr):
         fea, (last,) = self.trunk(lr, (len(self.trunk.blocks) - 1,))
         h = fea + self.trunk_conv(last)
         for conv in self.upconvs:
             h = F.leaky_relu(conv(F.interpolate(h, scale_factor=2, mode="nearest")), 0.2)
-        return self.conv_last(F.leaky_relu(self.hr_conv(h), 0.2))
+        out = self.conv_last(F.leaky_relu(self.hr_conv(h), 0.2))
+        return out + upsample(lr, self.scale) if self.bicubic_skip else out
 
 
 class RRDBEncoder(nn.Module):

@@ -13,7 +13,27 @@ if _unknown:
         f"config 'run' names undefined experiments {_unknown}; defined: {list(config['experiments'])}"
     )
 EXPERIMENTS = {e: config["experiments"][e] for e in RUN}
-STOCHASTIC_METHODS = {"ecdp"}
+STOCHASTIC_METHODS = {"ecdp", "srdiff", "sr3"}
+# L_IQ choices per method; the first is the default.
+IQ_CHOICES = {"ecdp": ("ode", "sde", "none"), "srdiff": ("none", "ancestral"),
+              "sr3": ("none", "ancestral"), "rrdb": ("none",), "bicubic": ("none",)}
+
+
+def iq_of(experiment):
+    """How an experiment's model is fine-tuned with L_IQ ('none' when it is not)."""
+    spec = config["experiments"][experiment]
+    choices = IQ_CHOICES[spec["method"]]
+    iq = spec.get("iq", choices[0])
+    if iq not in choices:
+        raise ValueError(
+            f"experiments.{experiment}.iq: {iq!r} is not available for method "
+            f"{spec['method']!r}; choose one of {list(choices)}"
+        )
+    return iq
+
+
+for _e in config["experiments"]:
+    iq_of(_e)
 
 
 def _alternatives(names):
@@ -47,24 +67,72 @@ def sr_manifests(wildcards):
     )
 
 
+def sample_steps_of(experiment):
+    """Respaced sampler steps of a DDPM baseline (None: all of its steps; other methods)."""
+    return config["baselines"].get(EXPERIMENTS[experiment]["method"], {}).get("sample_steps")
+
+
+TABLE_DEFAULTS = {"metrics": ["lpips", "psnr", "ssim", "lr_psnr"], "protocol": "paper"}
+TABLES = {name: {**TABLE_DEFAULTS, **spec} for name, spec in config["tables"].items()}
+TIMING_METRICS = {"seconds", "nfe", "peak_mib"}
+# Stage-1 ECDP models (one per parametrization in use): Figures 5 and 8 compare them.
+PARAMETRIZATIONS = [
+    p
+    for p in ("eps", "x0", "hybrid")
+    if any(
+        s["method"] == "ecdp" and s.get("parametrization", "hybrid") == p
+        for s in EXPERIMENTS.values()
+    )
+]
+GRID = [e for e in (config["figures"]["grid"] or EXPERIMENTS) if e in EXPERIMENTS]
+
+
+def stage1_model(parametrization):
+    return f"{RESULTS}/models/ecdp-stage1-{parametrization}/model.pt"
+
+
+def figure_targets():
+    figures = ["crops"]
+    if PARAMETRIZATIONS:
+        figures += ["figure5", "figure8"]
+    if TABLES and any(TIMING_METRICS & set(t["metrics"]) for t in TABLES.values()):
+        figures.append("quality_vs_cost")
+    return expand("{results}/figures/{figure}.png", results=RESULTS, figure=figures)
+
+
+def timing_input(table):
+    """The timing summary, for tables that show inference time (Table 3)."""
+    if TIMING_METRICS & set(TABLES[table]["metrics"]):
+        return f"{RESULTS}/timing/summary.csv"
+    return []
+
+
 def all_targets():
-    return [f"{RESULTS}/tables/table1.{ext}" for ext in ("md", "csv", "tex")]
+    tables = expand(
+        "{results}/tables/{table}.{ext}",
+        results=RESULTS,
+        table=config["tables"],
+        ext=("md", "csv", "tex"),
+    )
+    return tables + figure_targets()
 
 
 def training_device():
     return config["training"]["device"]
 
 
-def ecdp_experiments(with_iq):
-    """ECDP experiments that need (with_iq=True) or do not need a stage-2 model."""
+TRAIN_GPUS = config["training"]["gpus"]
+
+
+def finetuned(method):
+    """Experiments of this method that fine-tune a model with L_IQ (ECDP stage 2, the ++ runs)."""
     return [
-        e
-        for e, spec in EXPERIMENTS.items()
-        if spec["method"] == "ecdp" and (spec.get("iq", "ode") != "none") == with_iq
+        e for e, spec in EXPERIMENTS.items() if spec["method"] == method and iq_of(e) != "none"
     ]
 
 
-STAGE2_PATTERN = _alternatives(ecdp_experiments(True))
+STAGE2_PATTERN = _alternatives(finetuned("ecdp"))
+PLUSPLUS_PATTERN = _alternatives(finetuned("srdiff") + finetuned("sr3"))
 
 
 def model_of(experiment):
@@ -73,8 +141,10 @@ def model_of(experiment):
     models = f"results/{DATASET}/x{SCALE}/models"
     if spec["method"] == "rrdb":
         return f"{models}/rrdb/model.pt"
-    if spec["method"] == "ecdp":
-        if spec.get("iq", "ode") == "none":
-            return f"{models}/ecdp-stage1-{spec.get('parametrization', 'hybrid')}/model.pt"
+    if spec["method"] == "bicubic":
+        return []
+    if iq_of(experiment) != "none":
         return f"{models}/{experiment}/model.pt"
-    return []
+    if spec["method"] == "ecdp":
+        return f"{models}/ecdp-stage1-{spec.get('parametrization', 'hybrid')}/model.pt"
+    return f"{models}/{spec['method']}/model.pt"

@@ -21,6 +21,7 @@ rule degrade:
     params:
         official_lr=config["evaluation"]["official_lr"],
         limit=config["evaluation"]["limit"],
+        crop=lambda w: config["evaluation"]["crop"] if w.split == config["evaluation"]["split"] else None,
     conda:
         "../envs/ecdp.yaml"
     script:

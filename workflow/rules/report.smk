@@ -1,19 +1,27 @@
-rule table1:
+rule table:
     input:
         summary=f"{RESULTS}/metrics/summary.csv",
         reference=PAPER_YAML,
+        timing=lambda w: timing_input(w.table),
     output:
-        md=report(f"{RESULTS}/tables/table1.md", category="Tables", labels={"table": "1"}),
-        csv=f"{RESULTS}/tables/table1.csv",
-        tex=f"{RESULTS}/tables/table1.tex",
+        md=report(
+            f"{RESULTS}/tables/{{table}}.md",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+        csv=f"{RESULTS}/tables/{{table}}.csv",
+        tex=f"{RESULTS}/tables/{{table}}.tex",
     log:
-        f"logs/tables/{DATASET}_x{SCALE}_table1.log",
+        f"logs/tables/{DATASET}_x{SCALE}_{{table}}.log",
+    wildcard_constraints:
+        table=_alternatives(config["tables"]),
     params:
-        table=config["tables"]["table1"],
-        experiments={k: v.get("label", k) for k, v in EXPERIMENTS.items()},
+        table=lambda w: TABLES[w.table],
+        labels={k: v.get("label", k) for k, v in EXPERIMENTS.items()},
         dataset=DATASET,
         scale=SCALE,
     conda:
         "../envs/ecdp.yaml"
     script:
-        "../scripts/table1.py"
+        "../scripts/table.py"

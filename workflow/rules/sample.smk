@@ -9,8 +9,44 @@ rule super_resolve:
     params:
         experiment=lambda w: EXPERIMENTS[w.experiment],
         device=config["evaluation"]["device"],
+        sample_steps=lambda w: sample_steps_of(w.experiment),
     threads: workflow.cores
     conda:
         "../envs/ecdp.yaml"
     script:
         "../scripts/super_resolve.py"
+
+
+rule timing:
+    input:
+        pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
+        model=lambda w: model_of(w.experiment),
+    output:
+        "results/{dataset}/x{scale}/timing/{experiment}.json",
+    log:
+        "logs/timing/{dataset}_x{scale}_{experiment}.log",
+    benchmark:
+        "results/{dataset}/x{scale}/timing/{experiment}.benchmark.tsv"
+    params:
+        experiment=lambda w: EXPERIMENTS[w.experiment],
+        device=config["evaluation"]["device"],
+        sample_steps=lambda w: sample_steps_of(w.experiment),
+        timing=config["evaluation"]["timing"],
+    threads: workflow.cores
+    conda:
+        "../envs/ecdp.yaml"
+    script:
+        "../scripts/timing.py"
+
+
+rule aggregate_timing:
+    input:
+        expand("{results}/timing/{experiment}.json", results=RESULTS, experiment=EXPERIMENTS),
+    output:
+        f"{RESULTS}/timing/summary.csv",
+    log:
+        f"logs/aggregate/{DATASET}_x{SCALE}_timing.log",
+    conda:
+        "../envs/ecdp.yaml"
+    script:
+        "../scripts/aggregate_timing.py"

@@ -6,11 +6,17 @@ rule train_rrdb:
     log:
         "logs/train/{dataset}_x{scale}_rrdb.log",
     params:
-        net=lambda w: {k: config["model"]["encoder"][k] for k in ("features", "growth", "blocks")},
+        net={
+            **{k: config["model"]["encoder"][k] for k in ("features", "growth", "blocks")},
+            "bicubic_skip": config["model"]["rrdb_bicubic_skip"],
+        },
         cfg=config["training"]["rrdb"],
         seed=config["training"]["seed"],
         device=training_device(),
+        gpus=TRAIN_GPUS,
     threads: workflow.cores
+    resources:
+        gpu=TRAIN_GPUS,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -32,7 +38,10 @@ rule train_ecdp_stage1:
         cfg=config["training"]["stage1"],
         seed=config["training"]["seed"],
         device=training_device(),
+        gpus=TRAIN_GPUS,
     threads: workflow.cores
+    resources:
+        gpu=TRAIN_GPUS,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -56,13 +65,87 @@ rule train_ecdp_stage2:
     params:
         cfg=lambda w: {
             **config["training"]["stage2"],
-            "sampler": EXPERIMENTS[w.experiment].get("iq", "ode"),
+            "sampler": iq_of(w.experiment),
         },
         k=lambda w: EXPERIMENTS[w.experiment].get("k"),
         seed=config["training"]["seed"],
         device=training_device(),
+        gpus=TRAIN_GPUS,
     threads: workflow.cores
+    resources:
+        gpu=TRAIN_GPUS,
     conda:
         "../envs/ecdp.yaml"
     script:
         "../scripts/train_ecdp.py"
+
+
+rule train_srdiff:
+    input:
+        dataset="resources/datasets/{dataset}/manifest.json",
+        rrdb="results/{dataset}/x{scale}/models/rrdb/model.pt",
+    output:
+        "results/{dataset}/x{scale}/models/srdiff/model.pt",
+    log:
+        "logs/train/{dataset}_x{scale}_srdiff.log",
+    params:
+        net={k: v for k, v in config["baselines"]["srdiff"].items() if k != "sample_steps"},
+        cfg=config["training"]["srdiff"],
+        seed=config["training"]["seed"],
+        device=training_device(),
+        gpus=TRAIN_GPUS,
+    threads: workflow.cores
+    resources:
+        gpu=TRAIN_GPUS,
+    conda:
+        "../envs/ecdp.yaml"
+    script:
+        "../scripts/train_srdiff.py"
+
+
+rule train_sr3:
+    input:
+        dataset="resources/datasets/{dataset}/manifest.json",
+    output:
+        "results/{dataset}/x{scale}/models/sr3/model.pt",
+    log:
+        "logs/train/{dataset}_x{scale}_sr3.log",
+    params:
+        sr3=config["baselines"]["sr3"],
+        cfg=config["training"]["sr3"],
+        seed=config["training"]["seed"],
+        device=training_device(),
+        gpus=TRAIN_GPUS,
+    threads: workflow.cores
+    resources:
+        gpu=TRAIN_GPUS,
+    conda:
+        "../envs/ecdp.yaml"
+    script:
+        "../scripts/train_sr3.py"
+
+
+rule finetune_iq:
+    input:
+        dataset="resources/datasets/{dataset}/manifest.json",
+        base=lambda w: f"results/{w.dataset}/x{w.scale}/models/{EXPERIMENTS[w.experiment]['method']}/model.pt",
+        weights="resources/weights/weights.json",
+    output:
+        "results/{dataset}/x{scale}/models/{experiment}/model.pt",
+    log:
+        "logs/train/{dataset}_x{scale}_{experiment}.log",
+    wildcard_constraints:
+        experiment=PLUSPLUS_PATTERN,
+    params:
+        kind=lambda w: EXPERIMENTS[w.experiment]["method"],
+        cfg=config["training"]["plusplus"],
+        seed=config["training"]["seed"],
+        device=training_device(),
+        gpus=TRAIN_GPUS,
+    threads: workflow.cores
+    resources:
+        gpu=TRAIN_GPUS,
+    conda:
+        "../envs/ecdp.yaml"
+    script:
+        "../scripts/finetune_iq.py"

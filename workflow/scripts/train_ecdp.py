@@ -6,7 +6,7 @@ import torch
 
 from ecdp.logs import logged
 from ecdp.stages import train_ecdp_stage1, train_ecdp_stage2
-from ecdp.train import resolve_device
+from ecdp.launch import torchrun_workers, training_device
 
 
 def main(*, dataset_manifest: str, output: str, scale: int, cfg: dict, seed: int, device: str,
@@ -14,7 +14,7 @@ def main(*, dataset_manifest: str, output: str, scale: int, cfg: dict, seed: int
          stage1: str | None = None, weights: str | None = None, k=None) -> None:
     torch.set_num_threads(threads)
     root = Path(dataset_manifest).parent
-    device = resolve_device(device)
+    device = training_device(device)
     if stage1 is None:
         meta = train_ecdp_stage1(dataset_root=root, rrdb_checkpoint=rrdb, out=output, scale=scale,
                                  model_cfg=model, cfg=cfg, seed=seed, device=device)
@@ -29,12 +29,13 @@ def main(*, dataset_manifest: str, output: str, scale: int, cfg: dict, seed: int
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
         stage2 = "stage1" in snakemake.input.keys()
-        main(dataset_manifest=snakemake.input.dataset, output=snakemake.output[0],
-             scale=int(snakemake.wildcards.scale), cfg=dict(snakemake.params.cfg),
-             seed=snakemake.params.seed, device=snakemake.params.device,
-             threads=snakemake.threads,
-             rrdb=None if stage2 else snakemake.input.rrdb,
-             model=None if stage2 else dict(snakemake.params.model),
-             stage1=snakemake.input.stage1 if stage2 else None,
-             weights=snakemake.input.weights if stage2 else None,
-             k=snakemake.params.k if stage2 else None)
+        if not torchrun_workers(snakemake.params.gpus):
+            main(dataset_manifest=snakemake.input.dataset, output=snakemake.output[0],
+                 scale=int(snakemake.wildcards.scale), cfg=dict(snakemake.params.cfg),
+                 seed=snakemake.params.seed, device=snakemake.params.device,
+                 threads=snakemake.threads,
+                 rrdb=None if stage2 else snakemake.input.rrdb,
+                 model=None if stage2 else dict(snakemake.params.model),
+                 stage1=snakemake.input.stage1 if stage2 else None,
+                 weights=snakemake.input.weights if stage2 else None,
+                 k=snakemake.params.k if stage2 else None)

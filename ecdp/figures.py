@@ -1,0 +1,121 @@
+"""The paper's figures, drawn with matplotlib from files the workflow computed.
+
+- ``denoised_predictions`` (Figure 5): the one-step x_0 prediction of each parametrization at
+  several noise levels, from the same x_t.
+- ``validation_curves`` (Figure 8): validation PSNR during stage-1 training per parametrization.
+- ``quality_vs_cost``: PSNR (and LPIPS when measured) against seconds per image and NFE.
+- ``crop_grid``: the same crop of one test image from every method, beside LR and HR.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from .data.io import atomic_write_bytes  # noqa: E402
+from .evaluate import to_uint8  # noqa: E402
+from .rng import randn_like  # noqa: E402
+
+__all__ = ["denoised_predictions", "validation_curves", "quality_vs_cost", "crop_grid",
+           "save_figure"]
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Write a PNG atomically (a crash never leaves a half-written figure)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+@torch.no_grad()
+def denoised_predictions(models: dict, lr: torch.Tensor, hr: torch.Tensor, levels: list[float],
+                         generator: torch.Generator) -> tuple[plt.Figure, dict]:
+    """Rows: x_t and each model's x_0 prediction; columns: noise levels t. All models see the
+    same x_t (same eps) at each t. Returns (figure, {name: [PSNR of the prediction per t]})."""
+    from .metrics import PAPER, psnr
+
+    names = list(models)
+    first = models[names[0]]
+    mu = first.condition(lr)[0]
+    eps = [randn_like(hr, generator) for _ in levels]
+    fig, axes = plt.subplots(len(names) + 1, len(levels), squeeze=False,
+                             figsize=(2.2 * len(levels), 2.2 * (len(names) + 1)))
+    scores = {name: [] for name in names}
+    for j, (t_value, e) in enumerate(zip(levels, eps)):
+        t = torch.full((hr.shape[0],), float(t_value))
+        x_t = first.sde.perturb(hr, mu, t, e)
+        axes[0, j].imshow(to_uint8(x_t.clamp(0, 1)))
+        axes[0, j].set_title(f"x_t, t={t_value:g}", fontsize=8)
+        for i, name in enumerate(names, start=1):
+            model = models[name]
+            x0 = model.denoise(x_t, t, mu, model.condition(lr)[1]).clamp(0, 1)
+            scores[name].append(float(psnr(x0, hr, protocol=PAPER).mean()))
+            axes[i, j].imshow(to_uint8(x0))
+            axes[i, j].set_title(f"{name}: {scores[name][-1]:.2f} dB", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("Denoised predictions x̂_0(x_t) per parametrization (PSNR to HR)", fontsize=9)
+    return fig, scores
+
+
+def validation_curves(histories: dict[str, list[dict]], metric: str = "psnr") -> plt.Figure:
+    """histories: name -> [{"step", metric, ...}] (stage-1 validation records)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, records in histories.items():
+        if not records:
+            continue
+        ax.plot([r["step"] for r in records], [r[metric] for r in records], marker="o",
+                label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"validation {metric.upper()} (EMA weights)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def quality_vs_cost(summary: pd.DataFrame, timing: pd.DataFrame, *,
+                    protocol: str = "paper") -> plt.Figure:
+    """Quality (rows: PSNR, LPIPS if measured) against s/image and NFE (columns)."""
+    quality = summary[summary["protocol_name"] == protocol].set_index("experiment")
+    data = timing.set_index("experiment")[["seconds", "nfe"]].join(quality, how="inner")
+    metrics = ["psnr_mean"] + (["lpips_mean"] if data["lpips_mean"].notna().any() else [])
+    fig, axes = plt.subplots(len(metrics), 2, squeeze=False, figsize=(9, 3.5 * len(metrics)))
+    for i, metric in enumerate(metrics):
+        for j, cost in enumerate(["seconds", "nfe"]):
+            ax = axes[i, j]
+            ax.scatter(data[cost], data[metric])
+            for name, row in data.iterrows():
+                ax.annotate(name, (row[cost], row[metric]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+            ax.set_xscale("log" if (data[cost] > 0).all() else "linear")
+            ax.set_xlabel("seconds per image" if cost == "seconds" else "network evaluations")
+            ax.set_ylabel(metric.removesuffix("_mean").upper())
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"Quality against inference cost ({protocol} protocol)", fontsize=9)
+    return fig
+
+
+def crop_grid(images: dict[str, np.ndarray], box: tuple[int, int, int]) -> plt.Figure:
+    """images: label -> HxWx3 uint8 (all HR size, LR is upsampled by the caller);
+    box: (top, left, size) of the crop."""
+    top, left, size = box
+    n = len(images)
+    cols = min(n, 5)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(2.2 * cols, 2.4 * rows))
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (label, image) in zip(axes.flat, images.items()):
+        ax.imshow(image[top:top + size, left:left + size], interpolation="nearest")
+        ax.set_title(label, fontsize=8)
+    return fig

@@ -1,0 +1,162 @@
+"""Timing, figures, tables with timing columns, evaluation crops, the torchrun launcher."""
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from baselines import build_method
+from ecdp.data.pairs import center_crop_pair
+from ecdp.degradation import upsample
+from ecdp.figures import (crop_grid, denoised_predictions, quality_vs_cost, save_figure,
+                          validation_curves)
+from ecdp.launch import torchrun_command, torchrun_workers
+from ecdp.nets import RRDBNet
+from ecdp.rng import make_generator
+from ecdp.tables import build_table, timing_extra
+from ecdp.timing import time_method
+
+
+class Counting:
+    """A SuperResolver that records its calls: timing must warm up, then time `repeats` runs."""
+    name, stochastic = "counting", False
+
+    def __init__(self):
+        self.calls = []
+
+    def super_resolve(self, lr, *, generator=None, image="batch"):
+        self.calls.append(lr.shape[0])
+        return upsample(lr, 4), 7
+
+
+def test_timing_warms_up_then_times_each_repeat():
+    method = Counting()
+    result = time_method(method, torch.rand(1, 3, 8, 8), warmup=2, repeats=3, batch=2)
+    assert method.calls == [2] * 5
+    assert len(result["seconds_runs"]) == 3 and result["seconds"] > 0
+    assert result["seconds"] == sorted(result["seconds_runs"])[1]  # the median
+    assert result["nfe"] == 7 and result["batch"] == 2 and result["lr_size"] == [8, 8]
+    assert result["device"] == "cpu" and result["peak_kind"] == "cpu peak RSS growth"
+    with pytest.raises(ValueError, match="repeats"):
+        time_method(method, torch.rand(1, 3, 8, 8), repeats=0)
+
+
+def test_timing_of_bicubic_through_the_factory():
+    result = time_method(build_method("bicubic", scale=4), torch.rand(1, 3, 16, 16))
+    assert result["nfe"] == 0 and result["seconds"] > 0
+
+
+def test_denoise_with_the_exact_noise_returns_the_clean_image(tiny_ecdp):
+    """x0_hat(x_t) is exact when the network's eps is the true one (eq. 12 inverted)."""
+    model = tiny_ecdp()
+    lr = torch.rand(1, 3, 6, 6)
+    hr = torch.rand(1, 3, 24, 24)
+    mu, feats = model.condition(lr)
+    eps = torch.randn_like(hr)
+    t = torch.tensor([0.6])
+    x_t = model.sde.perturb(hr, mu, t, eps)
+    model.eps_hat = lambda z_t, t_, f: eps
+    assert torch.allclose(model.denoise(x_t, t, mu, feats), hr, atol=1e-5)
+
+
+def test_figure5_scores_every_model_at_every_level(tiny_ecdp, tmp_path):
+    models = {"eps": tiny_ecdp(parametrization="eps"), "x0": tiny_ecdp(parametrization="x0")}
+    lr, hr = torch.rand(1, 3, 6, 6), torch.rand(1, 3, 24, 24)
+    fig, scores = denoised_predictions(models, lr, hr, [0.1, 0.9], make_generator("t", 0))
+    assert set(scores) == {"eps", "x0"} and all(len(v) == 2 for v in scores.values())
+    assert all(np.isfinite(v).all() for v in scores.values())
+    save_figure(fig, tmp_path / "f5.png")
+    assert Image.open(tmp_path / "f5.png").size[0] > 100
+
+
+def test_other_figures_write_pngs(tmp_path):
+    save_figure(validation_curves({"eps": [{"step": 1, "psnr": 20.0}, {"step": 2, "psnr": 21.0}],
+                                   "x0": []}), tmp_path / "f8.png")
+    summary = pd.DataFrame({"experiment": ["a", "b"], "protocol_name": ["paper"] * 2,
+                            "psnr_mean": [25.0, 26.0], "lpips_mean": [np.nan, np.nan]})
+    timing = pd.DataFrame({"experiment": ["a", "b"], "seconds": [0.1, 2.0], "nfe": [1, 30],
+                           "budget": ["x", "y"], "weights": ["ema", "ema"]})
+    save_figure(quality_vs_cost(summary, timing), tmp_path / "q.png")
+    images = {k: np.full((32, 32, 3), v, np.uint8) for k, v in (("HR", 0), ("SR", 255))}
+    save_figure(crop_grid(images, (8, 8, 16)), tmp_path / "c.png")
+    for name in ("f8", "q", "c"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_table_takes_time_and_nfe_from_the_timing_rule():
+    summary = pd.DataFrame({"experiment": ["ecdp"], "protocol_name": ["paper"],
+                            "psnr_mean": [27.0], "psnr_std": [0.1], "lpips_weights": ["x"],
+                            "budget": ["b"]})
+    timing = pd.DataFrame({"experiment": ["ecdp"], "seconds": [1.5], "nfe": [24],
+                           "peak_mib": [100.0]})
+    long = build_table(summary, {"rows": {"ecdp": {"seconds": 2.0}, "sr3": {"seconds": 83.1}}},
+                       rows={"ecdp": "ECDP", "sr3": "SR3"}, metrics=["seconds", "nfe"],
+                       extra=timing_extra(timing)).set_index(["experiment", "metric"])
+    assert long.loc[("ecdp", "seconds"), "reproduced"] == 1.5
+    assert long.loc[("ecdp", "seconds"), "paper"] == 2.0
+    assert long.loc[("ecdp", "nfe"), "reproduced"] == 24
+    assert np.isnan(long.loc[("sr3", "seconds"), "reproduced"])
+    assert long.loc[("sr3", "seconds"), "note"] == "not run in this configuration"
+
+
+def test_center_crop_pair_keeps_hr_and_lr_aligned():
+    hr = np.arange(40 * 48 * 3, dtype=np.uint8).reshape(40, 48, 3)
+    lr = hr[::4, ::4]
+    hr_c, lr_c = center_crop_pair(hr, lr, 16, 4)
+    assert hr_c.shape == (16, 16, 3) and lr_c.shape == (4, 4, 3)
+    assert (hr_c[::4, ::4] == lr_c).all()          # same region of the same grid
+    hr_c, lr_c = center_crop_pair(hr, lr, 400, 4)  # larger than the image: the whole image
+    assert hr_c.shape == hr.shape
+    with pytest.raises(ValueError, match="too small"):
+        center_crop_pair(hr, lr, 4, 4)
+
+
+def test_rrdbnet_bicubic_skip_adds_the_bicubic_upsampling():
+    net = RRDBNet(scale=4, features=8, growth=4, blocks=1, bicubic_skip=True)
+    torch.nn.init.zeros_(net.conv_last.weight)
+    torch.nn.init.zeros_(net.conv_last.bias)
+    lr = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(net(lr), upsample(lr, 4), atol=1e-6)
+
+
+def test_torchrun_launcher_runs_one_worker_per_gpu(tmp_path, monkeypatch):
+    assert torchrun_command(4, "s.py")[-2:] == ["--nproc_per_node=4", "s.py"]
+    assert torchrun_workers(1) is False                 # one GPU or CPU: train in-process
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert torchrun_workers(4) is False                 # already a worker
+    monkeypatch.delenv("LOCAL_RANK")
+    script = tmp_path / "worker.py"
+    out = tmp_path / "ranks"
+    out.mkdir()
+    script.write_text(
+        "import os, pathlib\n"
+        "from ecdp.launch import training_device\n"
+        "from ecdp.train import world\n"
+        "device = training_device('cpu')\n"
+        "rank, size = world()\n"
+        f"pathlib.Path({str(out)!r}, str(rank)).write_text(f'{{size}} {{device}}')\n")
+    log = open(tmp_path / "log.txt", "w")
+    monkeypatch.setattr(sys, "stdout", log)
+    monkeypatch.setattr(sys, "stderr", log)
+    env_before = dict(os.environ)
+    assert torchrun_workers(2, str(script)) is True
+    log.close()
+    assert dict(os.environ) == env_before
+    assert sorted(p.name for p in out.iterdir()) == ["0", "1"]
+    assert {p.read_text() for p in out.iterdir()} == {"2 cpu"}
+
+
+def test_torchrun_failure_is_an_error(tmp_path, monkeypatch):
+    script = tmp_path / "bad.py"
+    script.write_text("raise SystemExit(3)\n")
+    log = open(tmp_path / "log.txt", "w")
+    monkeypatch.setattr(sys, "stdout", log)
+    monkeypatch.setattr(sys, "stderr", log)
+    with pytest.raises(RuntimeError, match="exit code"):
+        torchrun_workers(2, str(script))
+
+

@@ -1,0 +1,35 @@
+"""Rule crop_grid: the same crop of the first test image from every experiment (seed 0), beside
+the bicubic-upsampled LR and the HR."""
+import json
+from pathlib import Path
+
+
+from ecdp.data.io import read_image
+from ecdp.data.pairs import load_pairs
+from ecdp.degradation import upsample
+from ecdp.evaluate import to_tensor, to_uint8
+from ecdp.figures import crop_grid, save_figure
+from ecdp.logs import logged
+
+
+def main(*, pairs: str, sr: list[str], labels: list[str], size: int, output: str) -> None:
+    base, manifest = load_pairs(pairs)
+    first = manifest["pairs"][0]
+    hr = read_image(base / first["hr"])
+    lr = to_tensor(read_image(base / first["lr"]))
+    images = {"LR (bicubic up)": to_uint8(upsample(lr, manifest["scale"]).clamp(0, 1)),
+              "HR": hr}
+    for label, path in zip(labels, sr):
+        entry = {i["name"]: i for i in json.loads(Path(path).read_text())["images"]}[first["name"]]
+        images[label] = read_image(Path(path).with_suffix("") / entry["path"])
+    size = min(size, *hr.shape[:2])
+    top, left = (hr.shape[0] - size) // 2, (hr.shape[1] - size) // 2
+    save_figure(crop_grid(images, (top, left, size)), output)
+    print(f"{first['name']}: crop {size}px at ({top}, {left}) from {len(images)} images")
+
+
+if "snakemake" in globals():
+    with logged(snakemake.log[0]):
+        main(pairs=snakemake.input.pairs, sr=list(snakemake.input.sr),
+             labels=list(snakemake.params.labels), size=snakemake.params.size,
+             output=snakemake.output[0])

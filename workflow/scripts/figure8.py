@@ -1,0 +1,19 @@
+"""Rule figure8: validation PSNR during stage-1 training, per parametrization (paper Figure 8),
+from the history stored in each stage-1 checkpoint."""
+from ecdp.checkpoint import load_checkpoint
+from ecdp.figures import save_figure, validation_curves
+from ecdp.logs import logged
+
+
+def main(*, models: list[str], names: list[str], output: str) -> None:
+    histories = {name: load_checkpoint(path)["meta"]["history"]["val"]
+                 for name, path in zip(names, models)}
+    for name, records in histories.items():
+        print(name, [(r["step"], round(r["psnr"], 2)) for r in records])
+    save_figure(validation_curves(histories), output)
+
+
+if "snakemake" in globals():
+    with logged(snakemake.log[0]):
+        main(models=list(snakemake.input.models), names=list(snakemake.params.names),
+             output=snakemake.output[0])

@@ -1,0 +1,30 @@
+"""Rule table: one paper table, each cell the reproduced value beside the paper's."""
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ecdp.logs import logged
+from ecdp.tables import build_table, timing_extra, write_table
+
+
+def main(*, summary: str, reference: str, output_stem: str, name: str, table: dict,
+         labels: dict, dataset: str, scale: int, timing: str | None = None) -> None:
+    paper = yaml.safe_load(Path(reference).read_text())[table["reference"]]
+    rows = {e: labels.get(e, e) for e in table["experiments"]}
+    extra = timing_extra(pd.read_csv(timing)) if timing else None
+    long = build_table(pd.read_csv(summary), paper, rows=rows, metrics=table["metrics"],
+                       protocol=table["protocol"], extra=extra)
+    title = (f"{table.get('title') or name}: {dataset} x{scale}, reproduced beside "
+             f"{paper['caption']}")
+    write_table(long, output_stem, title=title)
+    print(Path(output_stem).with_suffix(".md").read_text())
+
+
+if "snakemake" in globals():
+    with logged(snakemake.log[0]):
+        main(summary=snakemake.input.summary, reference=snakemake.input.reference,
+             output_stem=str(Path(snakemake.output.md).with_suffix("")),
+             name=snakemake.wildcards.table, table=dict(snakemake.params.table),
+             labels=dict(snakemake.params.labels), dataset=snakemake.params.dataset,
+             scale=snakemake.params.scale, timing=snakemake.input.get("timing") or None)
