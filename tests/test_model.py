@@ -9,6 +9,7 @@ from PIL import Image
 from ecdp import ECDP
 from ecdp.checkpoint import save_checkpoint
 from ecdp.cli import main as cli
+from ecdp.nets import count_parameters
 from ecdp.tiling import tile_starts, tiled
 
 
@@ -24,7 +25,7 @@ def test_load_and_upscale_is_seeded_and_shaped(tiny_ecdp, tmp_path):
     path = _checkpoint(tmp_path, tiny_ecdp())
     model = ECDP.load(path)
     assert model.provenance == {"weights": "ema step 3", "budget": "test budget",
-                                "checkpoint": str(path)}
+                                "checkpoint": str(path), "params": count_parameters(model)}
     lr = torch.rand(1, 3, 10, 12)
     a, nfe = model.upscale(lr, generator=torch.Generator().manual_seed(1))
     b, _ = model.upscale(lr, generator=torch.Generator().manual_seed(1))

@@ -90,7 +90,7 @@ def test_default_config_bicubic_only_writes_table1(tmp_path):
     lpips = bic.loc["lpips"]
     assert (0 < lpips["reproduced"] < 1) or lpips["note"].startswith("LPIPS unavailable")
     md = (tables / "table1.md").read_text()
-    assert re.search(r"\| bicubic \| .* \| 2\d\.\d\d \|", md)
+    assert re.search(r"\| Bicubic \| .* \| 2\d\.\d\d \|", md)
     per_image = pd.read_csv(tmp_path / "results" / "sample-photos" / "x4" / "metrics" / "bicubic.csv")
     assert set(per_image.protocol_name) == {"paper", "basicsr"}
     assert {"color_space", "crop_border", "quantized", "lpips_weights", "lr_sha256"} <= set(per_image)

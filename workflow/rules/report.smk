@@ -18,7 +18,7 @@ rule table:
         table=_alternatives(config["tables"]),
     params:
         table=lambda w: TABLES[w.table],
-        labels={k: v.get("label", k) for k, v in EXPERIMENTS.items()},
+        labels={k: v.get("label", k) for k, v in config["experiments"].items()},
         dataset=DATASET,
         scale=SCALE,
     conda:
