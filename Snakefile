@@ -1,5 +1,5 @@
 # ECDP reproducibility suite: `snakemake --cores all all` (see README.md).
-# `snakemake --report report.html` collects the tables and figures with their captions.
+# `snakemake --cores 1 --report report.html` collects the tables and figures with their captions.
 import os
 
 from snakemake.utils import min_version, validate

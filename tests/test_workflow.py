@@ -170,7 +170,7 @@ def test_protocol_or_rendering_changes_rerun_no_training(smoke_run, tmp_path):
 
 @pytest.mark.slow
 def test_report_collects_tables_and_figures(smoke_run):
-    snakemake(smoke_run, "--report", "report.zip", "--configfile", SMOKE)
+    snakemake(smoke_run, "--cores", "1", "--report", "report.zip", "--configfile", SMOKE)
     import zipfile
 
     names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
