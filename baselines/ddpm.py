@@ -19,7 +19,8 @@ import torch.utils.checkpoint
 
 from ecdp.rng import randn_like
 
-__all__ = ["linear_betas", "cosine_betas", "Schedule", "respace", "ancestral_sample"]
+__all__ = ["linear_betas", "cosine_betas", "Schedule", "respace", "ancestral_sample",
+           "DDPMSuperResolver"]
 
 
 def linear_betas(steps: int, start: float, end: float) -> torch.Tensor:
@@ -100,3 +101,15 @@ def ancestral_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
         else:
             x = one(x, noise)
     return x, len(ts)
+
+
+class DDPMSuperResolver:
+    """The SuperResolver side shared by the DDPM baselines: one ancestral sample per call,
+    clamped to [0, 1]; the subclass provides ``sample(lr, *, generator) -> (sr, NFE)``."""
+
+    stochastic = True
+
+    def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
+                      image: str = "batch") -> tuple[torch.Tensor, int]:
+        sr, nfe = self.sample(lr, generator=generator)
+        return sr.clamp(0, 1), nfe

@@ -20,7 +20,7 @@ from ecdp.degradation import upsample
 from ecdp.nets import ScoreUNet
 from ecdp.rng import randn_like
 
-from .ddpm import Schedule, ancestral_sample, linear_betas
+from .ddpm import DDPMSuperResolver, Schedule, ancestral_sample, linear_betas
 
 __all__ = ["SR3", "PAPER_NET"]
 
@@ -29,9 +29,8 @@ PAPER_NET = {"channels": [64, 128, 256, 512, 512], "blocks": [2, 2, 2, 2, 2], "t
              "dropout": 0.2, "attention_levels": [3], "mid_attention": True}
 
 
-class SR3(nn.Module):
+class SR3(DDPMSuperResolver, nn.Module):
     name = "sr3"
-    stochastic = True
 
     def __init__(self, *, scale: int, net: dict, steps: int = 2000, beta_start: float = 1e-6,
                  beta_end: float = 1e-2, sample_steps: int | None = None):
@@ -62,18 +61,13 @@ class SR3(nn.Module):
     def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
         up = upsample(lr, self.scale) * 2 - 1
         x_T = randn_like(up, generator) if x_T is None else x_T
-        ab = self.schedule.alpha_bar
 
         def eps_fn(x, t):
-            return self._eps(x, ab.to(x.device)[t].sqrt().to(x.dtype), up)
+            return self._eps(x, self.schedule.noise_level(t, x), up)
 
         x0, nfe = ancestral_sample(eps_fn, self.schedule, x_T, generator=generator,
                                    steps=self.sample_steps, checkpoint=checkpoint)
         return (x0 + 1) / 2, nfe
-
-    def super_resolve(self, lr, *, generator=None, image: str = "batch"):
-        sr, nfe = self.sample(lr, generator=generator)
-        return sr.clamp(0, 1), nfe
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",

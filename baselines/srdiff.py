@@ -20,7 +20,7 @@ from ecdp.nets import RRDBNet
 from ecdp.rng import randn_like
 from ecdp.nets.unet import ResBlock, _norm, timestep_embedding
 
-from .ddpm import Schedule, ancestral_sample, cosine_betas
+from .ddpm import DDPMSuperResolver, Schedule, ancestral_sample, cosine_betas
 
 __all__ = ["SRDiffUNet", "SRDiff"]
 
@@ -69,9 +69,8 @@ class SRDiffUNet(nn.Module):
         return self.out(x[..., : skips[0].shape[-2], : skips[0].shape[-1]])
 
 
-class SRDiff(nn.Module):
+class SRDiff(DDPMSuperResolver, nn.Module):
     name = "srdiff"
-    stochastic = True
 
     def __init__(self, *, rrdb: RRDBNet, taps: tuple[int, ...], dim: int = 64,
                  mults: tuple[int, ...] = (1, 2, 3, 4), steps: int = 100,
@@ -110,10 +109,6 @@ class SRDiff(nn.Module):
                                    generator=generator, steps=self.sample_steps,
                                    checkpoint=checkpoint)
         return up + x0 / 2, nfe
-
-    def super_resolve(self, lr, *, generator=None, image: str = "batch"):
-        sr, nfe = self.sample(lr, generator=generator)
-        return sr.clamp(0, 1), nfe
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 
@@ -29,8 +30,6 @@ __all__ = ["denoised_predictions", "validation_curves", "quality_vs_cost", "crop
 
 def save_figure(fig, path: str | os.PathLike) -> None:
     """Write a PNG atomically (a crash never leaves a half-written figure)."""
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -47,6 +46,7 @@ def denoised_predictions(models: dict, lr: torch.Tensor, hr: torch.Tensor, level
     names = list(models)
     first = models[names[0]]
     mu = first.condition(lr)[0]
+    feats = {name: model.condition(lr)[1] for name, model in models.items()}
     eps = [randn_like(hr, generator) for _ in levels]
     fig, axes = plt.subplots(len(names) + 1, len(levels), squeeze=False,
                              figsize=(2.2 * len(levels), 2.2 * (len(names) + 1)))
@@ -58,7 +58,7 @@ def denoised_predictions(models: dict, lr: torch.Tensor, hr: torch.Tensor, level
         axes[0, j].set_title(f"x_t, t={t_value:g}", fontsize=8)
         for i, name in enumerate(names, start=1):
             model = models[name]
-            x0 = model.denoise(x_t, t, mu, model.condition(lr)[1]).clamp(0, 1)
+            x0 = model.denoise(x_t, t, mu, feats[name]).clamp(0, 1)
             scores[name].append(float(psnr(x0, hr, protocol=PAPER).mean()))
             axes[i, j].imshow(to_uint8(x0))
             axes[i, j].set_title(f"{name}: {scores[name][-1]:.2f} dB", fontsize=8)

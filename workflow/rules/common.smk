@@ -2,6 +2,8 @@
 import os
 import re
 
+import ecdp.tables
+
 DATASET = config["dataset"]
 SCALE = config["scale"]
 RESULTS = f"results/{DATASET}/x{SCALE}"
@@ -74,7 +76,7 @@ def sample_steps_of(experiment):
 
 TABLE_DEFAULTS = {"metrics": ["lpips", "psnr", "ssim", "lr_psnr"], "protocol": "paper"}
 TABLES = {name: {**TABLE_DEFAULTS, **spec} for name, spec in config["tables"].items()}
-TIMING_METRICS = {"seconds", "nfe", "peak_mib"}
+TIMING_METRICS = set(ecdp.tables.TIMING_METRICS)
 # Stage-1 ECDP models (one per parametrization in use): Figures 5 and 8 compare them.
 PARAMETRIZATIONS = [
     p
@@ -87,8 +89,9 @@ PARAMETRIZATIONS = [
 GRID = [e for e in (config["figures"]["grid"] or EXPERIMENTS) if e in EXPERIMENTS]
 
 
-def stage1_model(parametrization):
-    return f"{RESULTS}/models/ecdp-stage1-{parametrization}/model.pt"
+def stage1_model(parametrization, results=RESULTS):
+    """The stage-1 ECDP checkpoint of one parametrization (shared by its variants)."""
+    return f"{results}/models/ecdp-stage1-{parametrization}/model.pt"
 
 
 def figure_targets():
@@ -138,13 +141,10 @@ PLUSPLUS_PATTERN = _alternatives(finetuned("srdiff") + finetuned("sr3"))
 def model_of(experiment):
     """The checkpoint an experiment samples from ([] for methods without one)."""
     spec = EXPERIMENTS[experiment]
-    models = f"results/{DATASET}/x{SCALE}/models"
-    if spec["method"] == "rrdb":
-        return f"{models}/rrdb/model.pt"
     if spec["method"] == "bicubic":
         return []
     if iq_of(experiment) != "none":
-        return f"{models}/{experiment}/model.pt"
+        return f"{RESULTS}/models/{experiment}/model.pt"
     if spec["method"] == "ecdp":
-        return f"{models}/ecdp-stage1-{spec.get('parametrization', 'hybrid')}/model.pt"
-    return f"{models}/{spec['method']}/model.pt"
+        return stage1_model(spec.get("parametrization", "hybrid"))
+    return f"{RESULTS}/models/{spec['method']}/model.pt"

@@ -51,9 +51,9 @@ rule train_ecdp_stage1:
 rule train_ecdp_stage2:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
-        stage1=lambda w: (
-            f"results/{w.dataset}/x{w.scale}/models/ecdp-stage1-"
-            f"{EXPERIMENTS[w.experiment].get('parametrization', 'hybrid')}/model.pt"
+        stage1=lambda w: stage1_model(
+            EXPERIMENTS[w.experiment].get("parametrization", "hybrid"),
+            results=f"results/{w.dataset}/x{w.scale}",
         ),
         weights="resources/weights/weights.json",
     output:

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from ecdp.data.io import read_image, write_json
-from ecdp.data.pairs import load_pairs
+from ecdp.data.pairs import center_crop_pair, load_pairs
 from ecdp.evaluate import to_tensor
 from ecdp.figures import denoised_predictions, save_figure
 from ecdp.logs import logged
@@ -18,12 +18,9 @@ def main(*, pairs: str, models: list[str], names: list[str], levels: list[float]
          output: str) -> None:
     base, manifest = load_pairs(pairs)
     first = manifest["pairs"][0]
-    lr = to_tensor(read_image(base / first["lr"]))
-    scale = manifest["scale"]
-    h = min(CROP // scale, lr.shape[-2])
-    w = min(CROP // scale, lr.shape[-1])
-    lr = lr[..., :h, :w]
-    hr = to_tensor(read_image(base / first["hr"]))[..., : h * scale, : w * scale]
+    hr, lr = center_crop_pair(read_image(base / first["hr"]), read_image(base / first["lr"]),
+                              CROP, manifest["scale"])
+    hr, lr = to_tensor(hr), to_tensor(lr)
     loaded = {name: ECDP.load(path) for name, path in zip(names, models)}
     fig, scores = denoised_predictions(loaded, lr, hr, levels, make_generator("figure5", seed))
     save_figure(fig, output)
