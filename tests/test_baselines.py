@@ -37,6 +37,46 @@ def test_every_method_is_a_super_resolver():
         build_method("esrgan", scale=4)
 
 
+class _ExactEps(torch.nn.Module):
+    """The eps a perfect denoiser returns when the clean target is known: (x_t - l x0) / sqrt(1 - l^2)
+    with l = sqrt(alpha_bar_t) (SRDiff: step index t; SR3: the level itself, x_t first 3 channels)."""
+
+    def __init__(self, x0, level_of):
+        super().__init__()
+        self.x0, self.level_of = x0, level_of
+
+    def forward(self, x, t, _cond):
+        x = x[:, :3]
+        level = self.level_of(t, x).reshape(-1, 1, 1, 1)
+        return (x - level * self.x0) / (1 - level**2).sqrt()
+
+
+@pytest.mark.parametrize("kind", ["srdiff", "sr3"])
+def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind):
+    """SRDiff's target is 2 (HR - bicubic) with images in [-1, 1] = 4 (HR - bicubic) in [0, 1];
+    SR3's is HR in [-1, 1]. With the exact eps the loss is 0 and the sampler returns HR."""
+    from ecdp.degradation import upsample
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(1, 3, 6, 6, generator=g) * 0.6 + 0.2
+    hr = (upsample(lr, 4) + 0.2 * (torch.rand(1, 3, 24, 24, generator=g) - 0.5)).clamp(0, 1)
+    t = torch.tensor([30])
+    eps = torch.randn(hr.shape, generator=g)
+    if kind == "srdiff":
+        model = SRDiff(rrdb=RRDBNet(scale=4, features=8, growth=4, blocks=2), taps=(0,), dim=8,
+                       mults=(1, 2), sample_steps=10)
+        model.unet = _ExactEps(4 * (hr - upsample(lr, 4)),
+                               lambda t, x: model.schedule.noise_level(t.long(), x))
+        loss, _ = model.loss(lr, hr, t, eps)
+    else:
+        model = SR3(scale=4, net={"channels": [8], "blocks": [1], "time_channels": 4},
+                    sample_steps=10)
+        model.unet = _ExactEps(hr * 2 - 1, lambda level, x: level)
+        loss, _ = model.loss(lr, hr, t, eps, torch.zeros(1))
+    assert float(loss) == pytest.approx(0, abs=1e-4)
+    sr, nfe = model.super_resolve(lr, generator=g)
+    assert nfe == 10 and torch.allclose(sr, hr, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
