@@ -7,7 +7,7 @@ import torch
 from baselines import METHODS, SuperResolver, build_method
 from baselines.sr3 import PAPER_NET, SR3
 from baselines.srdiff import SRDiff
-from baselines.train import finetune_iq, train_sr3, train_srdiff
+from baselines.train import LOADERS, finetune_iq, train_sr3, train_srdiff
 from ecdp.checkpoint import load_checkpoint
 from ecdp.data.datasets import prepare_dataset
 from ecdp.data.io import write_png
@@ -141,3 +141,27 @@ def test_plus_plus_finetuning_moves_the_denoiser(tiny_dataset, kind):
     assert sum(float((after[k] - before[k]).abs().sum()) for k in unet) > 0
     frozen = [k for k in after if k.startswith("rrdb.")]
     assert all(torch.equal(after[k], before[k]) for k in frozen)
+
+
+@pytest.mark.parametrize("kind", ["srdiff", "sr3"])
+def test_noise_level_probe_on_a_trained_baseline(tiny_dataset, kind):
+    """benchmarks/ddpm_noise_levels.py: at the first step l = sqrt(alpha_bar_0) ~ 1, so x0_hat
+    equals x0 up to eps_err sqrt(1 - alpha_bar_0): far above 40 dB whatever the denoiser; the
+    probed levels fall with t."""
+    import importlib.util
+    from pathlib import Path
+    from ecdp.data.pairs import make_pairs
+    if not (tiny_dataset / f"{kind}.pt").exists():
+        pytest.skip("needs the training test of this kind first")
+    spec = importlib.util.spec_from_file_location(
+        "ddpm_noise_levels", Path(__file__).parents[1] / "benchmarks" / "ddpm_noise_levels.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    make_pairs(tiny_dataset / "ds", tiny_dataset / "pairs", split="val", scale=4, progress=False)
+    model = LOADERS[kind](tiny_dataset / f"{kind}.pt", sample_steps=4).eval()
+    steps = [0, model.schedule.steps // 2, model.schedule.steps - 1]
+    rows, sample, nfe, n = bench.probe(model, kind, tiny_dataset / "pairs/lr/val.json", steps)
+    assert n == 2 and nfe == 4 and len(sample) == 5
+    assert rows[0][3] > 40 and abs(rows[0][4]) < 1e-3
+    levels = [rows[t][0] for t in steps]
+    assert levels[0] > 0.99 and levels[0] > levels[1] > levels[2]
