@@ -59,11 +59,15 @@ class Schedule:
         """sqrt(alpha_bar_t) per sample (SR3's continuous conditioning)."""
         return self._at(self.alpha_bar, t, x).sqrt().flatten()
 
+    def predict_x0(self, x: torch.Tensor, t: torch.Tensor, eps_hat: torch.Tensor) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t), steps t (B,)."""
+        ab = self._at(self.alpha_bar, t, x)
+        return (x - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
+
     def step(self, eps_hat: torch.Tensor, x: torch.Tensor, t: int, noise: torch.Tensor,
              *, clip: bool = True) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        ab = self._at(self.alpha_bar, tt, x)
-        x0_hat = (x - (1 - ab).sqrt() * eps_hat) / ab.sqrt()
+        x0_hat = self.predict_x0(x, tt, eps_hat)
         if clip:
             x0_hat = x0_hat.clamp(-1, 1)
         mean = self._at(self.coef_x0, tt, x) * x0_hat + self._at(self.coef_xt, tt, x) * x
@@ -104,10 +108,20 @@ def ancestral_sample(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 
 
 class DDPMSuperResolver:
-    """The SuperResolver side shared by the DDPM baselines: one ancestral sample per call,
-    clamped to [0, 1]; the subclass provides ``sample(lr, *, generator) -> (sr, NFE)``."""
+    """What the DDPM baselines share: the subclass says what its chain samples (``target``: x0
+    in [-1, 1] from (LR, HR); ``to_image``: back to [0, 1]) and how it denoises (``eps_fn(lr)``:
+    eps_hat(x_t, t) for integer steps t); sampling and super_resolve are the same for both."""
 
     stochastic = True
+
+    def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
+        """One ancestral sample from x_T (drawn when None) -> (image, NFE)."""
+        eps_fn = self.eps_fn(lr)
+        shape = (lr.shape[0], 3, lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        x_T = randn_like(lr.new_empty(shape), generator) if x_T is None else x_T
+        x0, nfe = ancestral_sample(eps_fn, self.schedule, x_T, generator=generator,
+                                   steps=self.sample_steps, checkpoint=checkpoint)
+        return self.to_image(lr, x0), nfe
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
                       image: str = "batch") -> tuple[torch.Tensor, int]:

@@ -18,9 +18,8 @@ from torch import nn
 from ecdp.checkpoint import load_checkpoint, restore
 from ecdp.degradation import upsample
 from ecdp.nets import ScoreUNet
-from ecdp.rng import randn_like
 
-from .ddpm import DDPMSuperResolver, Schedule, ancestral_sample, linear_betas
+from .ddpm import DDPMSuperResolver, Schedule, linear_betas
 
 __all__ = ["SR3", "PAPER_NET"]
 
@@ -46,6 +45,16 @@ class SR3(DDPMSuperResolver, nn.Module):
     def _eps(self, x_t, level, up):
         return self.unet(torch.cat([x_t, up], dim=1), level, None)
 
+    def target(self, lr, hr):
+        return hr * 2 - 1
+
+    def to_image(self, lr, x0):
+        return (x0 + 1) / 2
+
+    def eps_fn(self, lr):
+        up = upsample(lr, self.scale) * 2 - 1
+        return lambda x, t: self._eps(x, self.schedule.noise_level(t, x), up)
+
     def loss(self, lr, hr, t, eps, u) -> tuple[torch.Tensor, dict]:
         """L1 on eps at continuous levels between sqrt(ab_t) and sqrt(ab_{t-1}); t: (B,) steps,
         u: (B,) uniform in [0, 1) choosing the level."""
@@ -54,20 +63,9 @@ class SR3(DDPMSuperResolver, nn.Module):
         prev = torch.where(t > 0, ab[(t - 1).clamp(min=0)], torch.ones_like(ab[t]))
         level = (ab[t].sqrt() + u.double() * (prev.sqrt() - ab[t].sqrt())).to(hr.dtype)
         lv = level.reshape(-1, 1, 1, 1)
-        x_t = lv * (hr * 2 - 1) + (1 - lv**2).sqrt() * eps
+        x_t = lv * self.target(lr, hr) + (1 - lv**2).sqrt() * eps
         loss = F.l1_loss(self._eps(x_t, level, up), eps)
         return loss, {"l1_eps": float(loss.detach())}
-
-    def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
-        up = upsample(lr, self.scale) * 2 - 1
-        x_T = randn_like(up, generator) if x_T is None else x_T
-
-        def eps_fn(x, t):
-            return self._eps(x, self.schedule.noise_level(t, x), up)
-
-        x0, nfe = ancestral_sample(eps_fn, self.schedule, x_T, generator=generator,
-                                   steps=self.sample_steps, checkpoint=checkpoint)
-        return (x0 + 1) / 2, nfe
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",

@@ -19,10 +19,9 @@ from torch import nn
 from ecdp.checkpoint import load_checkpoint, restore
 from ecdp.degradation import upsample
 from ecdp.nets import RRDBNet
-from ecdp.rng import randn_like
 from ecdp.nets.unet import timestep_embedding
 
-from .ddpm import DDPMSuperResolver, Schedule, ancestral_sample, cosine_betas
+from .ddpm import DDPMSuperResolver, Schedule, cosine_betas
 
 __all__ = ["SRDiffBlock", "SRDiffUNet", "SRDiff", "RESIDUAL"]
 
@@ -117,22 +116,22 @@ class SRDiff(DDPMSuperResolver, nn.Module):
         """The tapped RRDB trunk features, concatenated: (B, features * len(taps), h, w)."""
         return torch.cat(self.rrdb.trunk(lr, self.taps)[1], dim=1)
 
+    def target(self, lr, hr):
+        return (RESIDUAL * (hr - upsample(lr, self.scale))).clamp(-1, 1)
+
+    def to_image(self, lr, x0):
+        return upsample(lr, self.scale) + x0.clamp(-1, 1) / RESIDUAL
+
+    def eps_fn(self, lr):
+        feats = self.encoder(lr)  # once per image, not once per step
+        return lambda x, t: self.unet(x, t, feats)
+
     def loss(self, lr, hr, t, eps) -> tuple[torch.Tensor, dict]:
         """L1 between eps_hat and eps at integer steps t (B,)."""
-        x0 = (RESIDUAL * (hr - upsample(lr, self.scale))).clamp(-1, 1)
         with torch.no_grad():
-            feats = self.encoder(lr)
-        loss = F.l1_loss(self.unet(self.schedule.q_sample(x0, t, eps), t, feats), eps)
+            eps_fn = self.eps_fn(lr)
+        loss = F.l1_loss(eps_fn(self.schedule.q_sample(self.target(lr, hr), t, eps), t), eps)
         return loss, {"l1_eps": float(loss.detach())}
-
-    def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
-        up = upsample(lr, self.scale)
-        feats = self.encoder(lr)
-        x_T = randn_like(up, generator) if x_T is None else x_T
-        x0, nfe = ancestral_sample(lambda x, t: self.unet(x, t, feats), self.schedule, x_T,
-                                   generator=generator, steps=self.sample_steps,
-                                   checkpoint=checkpoint)
-        return up + x0.clamp(-1, 1) / RESIDUAL, nfe
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",

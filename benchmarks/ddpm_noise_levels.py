@@ -4,8 +4,8 @@ level, on the test pairs.
 For each step t: x_t = l x0 + sqrt(1 - l^2) eps with l = sqrt(alpha_bar_t) and x0 the model's own
 clean target (SRDiff: the scaled residual; SR3: HR in [-1, 1]); the denoiser's eps_hat gives
 x0_hat = (x_t - sqrt(1 - l^2) eps_hat) / l. Printed per level, averaged over the images: the rms
-and the mean (a DC bias) of eps_hat - eps, and the PSNR and mean shift of x0_hat (clipped, in
-image units). An eps error e becomes an x0 error e sqrt(1 - l^2) / l: at the top of the chain a
+and the mean (a DC bias) of eps_hat - eps, and the PSNR and mean shift of x0_hat (clipped, mapped
+to the image). An eps error e becomes an x0 error e sqrt(1 - l^2) / l: at the top of the chain a
 bias of a few 1e-3 in eps is a visible brightness shift in x0_hat, and the ancestral sampler keeps
 the low frequencies it settles there. Then one full sample per image: its PSNR, LR-PSNR and mean
 shift, against bicubic's.
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from baselines.srdiff import RESIDUAL
 from baselines.train import LOADERS
 from ecdp.checkpoint import load_checkpoint
 from ecdp.data.io import read_image
@@ -30,17 +29,7 @@ from ecdp.evaluate import to_tensor
 from ecdp.metrics import PAPER, lr_psnr, psnr
 
 
-def target_and_eps(model, kind: str, lr: torch.Tensor, hr: torch.Tensor):
-    """(x0 in the model's units, eps_fn(x_t, t), units per image value)."""
-    up = upsample(lr, model.scale)
-    if kind == "srdiff":
-        feats = model.encoder(lr)
-        return ((RESIDUAL * (hr - up)).clamp(-1, 1),
-                lambda x, t: model.unet(x, t, feats), RESIDUAL)
-    return hr * 2 - 1, lambda x, t: model._eps(x, model.schedule.noise_level(t, x), up * 2 - 1), 2.0
-
-
-def probe(model, kind: str, pairs_manifest: str | Path, steps: list[int], seed: int = 0):
+def probe(model, pairs_manifest: str | Path, steps: list[int], seed: int = 0):
     """Per probed step: mean over the images of (level, eps err rms, eps bias, x0 PSNR, x0 shift);
     and of one sample per image: (PSNR, LR-PSNR, shift, bicubic PSNR, bicubic LR-PSNR); NFE."""
     pairs_path = Path(pairs_manifest)
@@ -51,17 +40,19 @@ def probe(model, kind: str, pairs_manifest: str | Path, steps: list[int], seed: 
     with torch.no_grad():
         for pair in pairs:
             lr, hr = to_tensor(read_image(base / pair["lr"])), to_tensor(read_image(base / pair["hr"]))
-            x0, eps_fn, units = target_and_eps(model, kind, lr, hr)
+            x0, eps_fn = model.target(lr, hr), model.eps_fn(lr)
             for t in steps:
                 tt = torch.tensor([t])
-                level = model.schedule.noise_level(tt, x0).reshape(1, 1, 1, 1)
                 eps = torch.randn(x0.shape, generator=g)
-                x_t = level * x0 + (1 - level**2).sqrt() * eps
-                err = eps_fn(x_t, tt) - eps
-                x0_err = ((x_t - (1 - level**2).sqrt() * (err + eps)) / level).clamp(-1, 1) - x0
-                rows[t].append((float(level), float(err.pow(2).mean().sqrt()), float(err.mean()),
-                                float(-10 * torch.log10((x0_err / units).pow(2).mean())),
-                                float(x0_err.mean() / units)))
+                x_t = model.schedule.q_sample(x0, tt, eps)
+                eps_hat = eps_fn(x_t, tt)
+                x0_hat = model.schedule.predict_x0(x_t, tt, eps_hat).clamp(-1, 1)
+                image_err = model.to_image(lr, x0_hat) - model.to_image(lr, x0)
+                rows[t].append((float(model.schedule.noise_level(tt, x0)),
+                                float((eps_hat - eps).pow(2).mean().sqrt()),
+                                float((eps_hat - eps).mean()),
+                                float(-10 * torch.log10(image_err.pow(2).mean())),
+                                float(image_err.mean())))
             sr, nfe = model.super_resolve(lr, generator=g)
             bic = upsample(lr, model.scale).clamp(0, 1)
             samples.append((float(psnr(sr, hr, protocol=PAPER)),
@@ -86,7 +77,7 @@ def main() -> None:
     model = LOADERS[kind](args.checkpoint, sample_steps=args.sample_steps).eval()
     T = model.schedule.steps
     steps = args.steps or sorted({round(i * (T - 1) / 7) for i in range(8)})
-    rows, s, nfe, n = probe(model, kind, args.pairs, steps, args.seed)
+    rows, s, nfe, n = probe(model, args.pairs, steps, args.seed)
     print(f"{kind} {args.checkpoint}: {n} images, T = {T}")
     print(f"{'step':>5} {'level':>7} {'eps err rms':>11} {'eps bias':>9} {'x0 PSNR':>8} "
           f"{'x0 shift':>9}")

@@ -160,7 +160,7 @@ def test_noise_level_probe_on_a_trained_baseline(tiny_dataset, kind):
     make_pairs(tiny_dataset / "ds", tiny_dataset / "pairs", split="val", scale=4, progress=False)
     model = LOADERS[kind](tiny_dataset / f"{kind}.pt", sample_steps=4).eval()
     steps = [0, model.schedule.steps // 2, model.schedule.steps - 1]
-    rows, sample, nfe, n = bench.probe(model, kind, tiny_dataset / "pairs/lr/val.json", steps)
+    rows, sample, nfe, n = bench.probe(model, tiny_dataset / "pairs/lr/val.json", steps)
     assert n == 2 and nfe == 4 and len(sample) == 5
     assert rows[0][3] > 40 and abs(rows[0][4]) < 1e-3
     levels = [rows[t][0] for t in steps]
