@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ecdp.checkpoint import load_checkpoint
 from ecdp.features import load_vgg_features
 from ecdp.nets import count_parameters
-from ecdp.rng import make_generator
+from ecdp.rng import make_generator, seed_torch
 from ecdp.stages import (budget_text, load_rrdbnet, patch_batches, patch_sampler,
                          save_result)
 from ecdp.train import make_optimizer, make_scheduler, train_loop
@@ -55,6 +55,7 @@ def train_srdiff(*, dataset_root, rrdb_checkpoint, out, net: dict, cfg: dict, se
                  device: str = "cpu", progress: bool = True) -> dict:
     """net: {taps, dim, mults, steps}; cfg: {steps, batch_size, patch_size, lr, warmup,
     ema_decay, clip_value, save_every}."""
+    seed_torch(seed)
     rrdb = load_rrdbnet(rrdb_checkpoint)
     model = SRDiff(rrdb=rrdb, **net).to(device)
     rrdb_meta = load_checkpoint(rrdb_checkpoint)["meta"]
@@ -69,7 +70,7 @@ def train_sr3(*, dataset_root, out, scale: int, net: dict, diffusion: dict, cfg:
               seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
     """net: the U-Net (see ``baselines.sr3.PAPER_NET``); diffusion: {steps, beta_start,
     beta_end}."""
-    torch.manual_seed(seed)
+    seed_torch(seed)
     model = SR3(scale=scale, net=net, **diffusion).to(device)
     meta = {"kind": "sr3", "net": dict(net), "diffusion": dict(diffusion)}
     return _fit(model, name="sr3", dataset_root=dataset_root, out=out, cfg=cfg, seed=seed,
@@ -81,6 +82,7 @@ def finetune_iq(*, kind: str, dataset_root, checkpoint, out, weights_status: dic
                 seed: int = 0, device: str = "cpu", progress: bool = True) -> dict:
     """``kind`` in LOADERS; cfg: {steps, batch_size, patch_size, lr, ema_decay, clip_value,
     save_every, iq_weight, allow_random_vgg, sample_steps}."""
+    seed_torch(seed)  # dropout masks, if the denoiser has dropout
     model = LOADERS[kind](checkpoint, device=device, sample_steps=cfg.get("sample_steps"))
     base = load_checkpoint(checkpoint)["meta"]
     features, vgg = load_vgg_features(weights_status, allow_random=cfg["allow_random_vgg"],

@@ -9,7 +9,8 @@ import hashlib
 
 import torch
 
-__all__ = ["derive_seed", "make_generator", "batch_generator", "image_generator", "randn_like"]
+__all__ = ["derive_seed", "make_generator", "batch_generator", "image_generator", "randn_like",
+           "seed_torch"]
 
 
 def derive_seed(*parts) -> int:
@@ -36,3 +37,11 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     """Standard normal noise shaped like x, drawn on the generator's device, moved to x's."""
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def seed_torch(seed: int) -> None:
+    """Seed torch's global generator, the one torch.nn draws initial weights and dropout masks
+    from. Every training entry point calls it before it builds its network: without it two runs
+    with one seed start from different weights (everything else already uses explicit
+    generators)."""
+    torch.manual_seed(seed)

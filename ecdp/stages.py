@@ -23,7 +23,7 @@ from .metrics import PAPER, psnr
 from .model import ECDP
 from .nets import RRDBEncoder, RRDBNet, count_parameters
 from .parametrization import Parametrization, select_k
-from .rng import batch_generator, make_generator
+from .rng import batch_generator, make_generator, seed_torch
 from .sde import estimate_sigma
 from .train import make_optimizer, make_scheduler, train_loop, world
 
@@ -77,6 +77,7 @@ def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: 
                   device: str = "cpu", progress: bool = True) -> dict:
     """net: {features, growth, blocks}; cfg: {steps, batch_size, patch_size, lr, warmup,
     ema_decay, clip_value, save_every}."""
+    seed_torch(seed)
     model = RRDBNet(scale=scale, **net).to(device)
     optimizer = make_optimizer([(model.parameters(), cfg["lr"])])
     scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
@@ -145,6 +146,7 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
     """model_cfg: the resolved ``model`` config (``sde.sigma`` may be "auto", ``k`` may be
     "auto"); cfg: {steps, batch_size, patch_size, lr, lr_encoder, warmup, ema_decay, clip_value,
     save_every, validate_every}."""
+    seed_torch(seed)
     train = patch_sampler(dataset_root, "train", cfg, scale)
     sigma = model_cfg["sde"]["sigma"]
     if sigma == "auto":
@@ -191,6 +193,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
     """cfg: {steps, batch_size, patch_size, lr, lr_encoder, ema_decay, clip_value, save_every,
     iq_weight, sm_weight, train_encoder, sampler ("ode" or "sde"), sde_steps,
     allow_random_vgg, sample (solver overrides)}. ``k`` overrides the stage-1 k."""
+    seed_torch(seed)  # dropout masks, if the U-Net has dropout
     ckpt = load_checkpoint(stage1_checkpoint, weights="ema")
     meta1 = ckpt["meta"]
     kind = meta1["parametrization"]
