@@ -4,9 +4,15 @@ Discrete DDPM, T = 100, cosine schedule; target the residual x0 = 2 (HR - bicubi
 images in [-1, 1] (``RESIDUAL`` below), clipped to [-1, 1]; eps-prediction with an L1 loss;
 100-step ancestral sampler with x0 clipping. The denoiser is a U-Net (base 64, multipliers
 [1, 2, 3, 4] DIV2K / [1, 2, 2, 4] CelebA, two residual blocks per level) conditioned on a frozen,
-pre-trained RRDB encoder whose tapped features are projected to HR size by a transposed conv and
-added once, after the first level. Its blocks have no normalization (SRDiff's ``gn_groups: 0``):
-reflection-padded conv + Mish, the time embedding added between the two convs.
+pre-trained RRDBNet (ESRGAN's, with the trunk conv: ``RRDBNet(trunk_conv=True)``) whose tapped
+features (released: every third of the block outputs and the trunk output, ``cond[2::3]``) are
+projected to HR size by a transposed conv and added once, after the first level. Its blocks have
+no normalization (SRDiff's ``gn_groups: 0``): reflection-padded conv + Mish, the time embedding
+added between the two convs; its stride-2 convs pad by reflection too.
+
+The release computes the bicubic upsampling of ``LR / 256`` (not / 255: ``img_lr_up =
+imresize(img_lr / 256, s)``) in training and testing, so its residual is taken against
+255/256 bicubic(LR) (``MU_SCALE``); a published checkpoint reproduces its numbers only so.
 """
 from __future__ import annotations
 
@@ -28,10 +34,15 @@ __all__ = ["SRDiffBlock", "SRDiffUNet", "SRDiff", "RESIDUAL"]
 # x0 = RESIDUAL * (HR - bicubic(LR)) in [0, 1] units, clipped to [-1, 1]. SRDiff's code keeps images
 # in [-1, 1] and multiplies their difference by res_rescale = 2: 4 in [0, 1] units.
 RESIDUAL = 4.0
+MU_SCALE = 255 / 256  # the release's bicubic(LR / 256), in [0, 1] units
 
 
 def _conv_mish(i: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(i, o, 3), nn.Mish())
+
+
+def _downsample(channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, stride=2))
 
 
 class SRDiffBlock(nn.Module):
@@ -65,7 +76,7 @@ class SRDiffUNet(nn.Module):
             last = i == len(pairs) - 1
             self.down.append(nn.ModuleList([
                 SRDiffBlock(a, b, dim), SRDiffBlock(b, b, dim),
-                nn.Identity() if last else nn.Conv2d(b, b, 3, stride=2, padding=1)]))
+                nn.Identity() if last else _downsample(b)]))
         self.mid = nn.ModuleList([SRDiffBlock(dims[-1], dims[-1], dim),
                                   SRDiffBlock(dims[-1], dims[-1], dim)])
         self.up = nn.ModuleList()
@@ -102,6 +113,7 @@ class SRDiff(DDPMSuperResolver, nn.Module):
         self.scale = rrdb.scale
         self.rrdb = rrdb.requires_grad_(False)  # whole, frozen: counted in the parameters
         self.taps = tuple(taps)
+        rrdb.check_taps(self.taps)
         self.unet = SRDiffUNet(dim=dim, mults=mults, cond_channels=rrdb.trunk.features * len(taps),
                                scale=self.scale)
         self.schedule = Schedule(cosine_betas(steps))
@@ -113,14 +125,18 @@ class SRDiff(DDPMSuperResolver, nn.Module):
         return self
 
     def encoder(self, lr: torch.Tensor) -> torch.Tensor:
-        """The tapped RRDB trunk features, concatenated: (B, features * len(taps), h, w)."""
-        return torch.cat(self.rrdb.trunk(lr, self.taps)[1], dim=1)
+        """The tapped RRDB features, concatenated: (B, features * len(taps), h, w)."""
+        return torch.cat(self.rrdb.features(lr, self.taps), dim=1)
+
+    def mu(self, lr: torch.Tensor) -> torch.Tensor:
+        """The reference the residual is taken against: 255/256 bicubic(LR), as released."""
+        return MU_SCALE * upsample(lr, self.scale)
 
     def target(self, lr, hr):
-        return (RESIDUAL * (hr - upsample(lr, self.scale))).clamp(-1, 1)
+        return (RESIDUAL * (hr - self.mu(lr))).clamp(-1, 1)
 
     def to_image(self, lr, x0):
-        return upsample(lr, self.scale) + x0.clamp(-1, 1) / RESIDUAL
+        return self.mu(lr) + x0.clamp(-1, 1) / RESIDUAL
 
     def eps_fn(self, lr):
         feats = self.encoder(lr)  # once per image, not once per step

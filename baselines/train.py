@@ -15,8 +15,8 @@ from ecdp.features import load_vgg_features
 from ecdp.nets import count_parameters
 from ecdp.rng import make_generator, seed_torch
 from ecdp.stages import (budget_text, load_rrdbnet, patch_batches, patch_sampler,
-                         save_result)
-from ecdp.train import make_optimizer, make_scheduler, train_loop
+                         save_result, scheduler_for)
+from ecdp.train import make_optimizer, train_loop
 
 from .sr3 import SR3
 from .srdiff import SRDiff
@@ -38,7 +38,7 @@ def _fit(model, *, name, dataset_root, out, cfg, seed, device, draw, meta, progr
     scale = model.scale
     train = patch_sampler(dataset_root, "train", cfg, scale)
     optimizer = make_optimizer([([p for p in model.parameters() if p.requires_grad], cfg["lr"])])
-    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
+    scheduler = scheduler_for(optimizer, cfg)
     result = train_loop(lambda m, b: m.loss(*b), model=model, optimizer=optimizer,
                         scheduler=scheduler, batches=patch_batches(train, cfg, seed, device, draw),
                         steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
@@ -100,7 +100,7 @@ def finetune_iq(*, kind: str, dataset_root, checkpoint, out, weights_status: dic
         return torch.randn(hr.shape, generator=g), make_generator("sampler-noise", g.initial_seed())
 
     optimizer = make_optimizer([([p for p in model.parameters() if p.requires_grad], cfg["lr"])])
-    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=0)
+    scheduler = scheduler_for(optimizer, cfg)
     model.train()
     result = train_loop(step, model=model, optimizer=optimizer, scheduler=scheduler,
                         batches=patch_batches(train, cfg, seed, device, draw), steps=cfg["steps"],

@@ -1,4 +1,4 @@
-"""``ecdp`` command line: dataset preparation, weights, and (with a checkpoint) upscaling."""
+"""``ecdp`` command line: dataset preparation, weights, published checkpoints, upscaling."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,24 @@ def _upscale(args) -> None:
           f"NFE {nfe}, weights {model.provenance['weights']}")
 
 
+def _import_checkpoint(args) -> None:
+    from .checkpoint import save_checkpoint
+    from .importers import import_sr3, import_srdiff
+
+    if args.kind == "srdiff":
+        meta, state = import_srdiff(args.input)
+    else:
+        if args.scale is None:
+            raise ValueError("an SR3 checkpoint does not record its scale: give --scale (8 for "
+                             "the released 16 -> 128 and 64 -> 512 face models)")
+        meta, state = import_sr3(args.input, scale=args.scale, norm_groups=args.norm_groups,
+                                 dropout=args.dropout)
+    save_checkpoint(args.output, step=0, meta=meta, state=state, ema=state)
+    p = meta["provenance"]
+    print(f"{args.input} ({p['sha256'][:12]}...) -> {args.output}: {args.kind} x{meta['scale']}, "
+          f"{meta['params'] / 1e6:.2f}M parameters, net {meta['net']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecdp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["ema", "raw"], default="ema")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
     p.set_defaults(func=_upscale)
+    p = sub.add_parser("import-checkpoint",
+                       help="convert a published SRDiff or SR3 checkpoint into this suite's format")
+    p.add_argument("kind", choices=["srdiff", "sr3"])
+    p.add_argument("input", help="SRDiff: model_ckpt_steps_*.ckpt; SR3: I*_E*_gen.pth")
+    p.add_argument("output", help="suite checkpoint to write (e.g. resources/checkpoints/X.pt)")
+    p.add_argument("--scale", type=int, help="SR3 only: the upscaling factor (not in its weights)")
+    p.add_argument("--norm-groups", type=int, default=32,
+                   help="SR3 only: GroupNorm groups (release default 32; 64 -> 512 model: 16)")
+    p.add_argument("--dropout", type=float, default=0.2,
+                   help="SR3 only: dropout for fine-tuning (16 -> 128 config: 0.2)")
+    p.set_defaults(func=_import_checkpoint)
     return parser
 
 
@@ -68,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         print(f"ecdp {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

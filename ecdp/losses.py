@@ -13,14 +13,12 @@ import torch.nn.functional as F
 
 from .degradation import upsample
 
-__all__ = ["draw_sm_noise", "score_matching_loss", "image_quality_loss", "l1_loss", "T_MIN"]
-
-T_MIN = 1e-5  # t ~ U(T_MIN, 1): s_t > 0, so the x0 head's eps stays finite
+__all__ = ["draw_sm_noise", "score_matching_loss", "image_quality_loss", "l1_loss"]
 
 
 def draw_sm_noise(hr: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(t: (B,), eps: like hr) for one score-matching batch."""
-    t = T_MIN + (1 - T_MIN) * torch.rand(hr.shape[0], generator=generator)
+    """(t: (B,) ~ U[0, 1), as released, eps: like hr) for one score-matching batch."""
+    t = torch.rand(hr.shape[0], generator=generator)
     eps = torch.randn(hr.shape, generator=generator)
     return t.to(hr.device), eps.to(hr.device)
 
@@ -53,7 +51,16 @@ def image_quality_loss(model, features, lr: torch.Tensor, hr: torch.Tensor, x1: 
     return loss, {"iq": float(loss.detach()), "nfe": nfe}
 
 
-def l1_loss(net, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """RRDBNet pre-training: mean absolute error."""
-    loss = F.l1_loss(net(lr), hr)
-    return loss, {"l1": float(loss.detach())}
+L1_REDUCTIONS = ("sum", "mean")
+
+
+def l1_loss(net, lr: torch.Tensor, hr: torch.Tensor, *,
+            reduction: str = "sum") -> tuple[torch.Tensor, dict]:
+    """RRDBNet pre-training: absolute error summed over each image's pixels and averaged over
+    the batch (ECDP's release), or averaged over every element (``"mean"``: SRDiff's, ESRGAN's).
+    The sum is 3 h w times the mean, which matters under clipping by value."""
+    if reduction not in L1_REDUCTIONS:
+        raise ValueError(f"L1 reduction must be one of {L1_REDUCTIONS}, got {reduction!r}")
+    err = (net(lr) - hr).abs()
+    loss = err.flatten(1).sum(1).mean() if reduction == "sum" else err.mean()
+    return loss, {"l1": float(err.mean().detach())}

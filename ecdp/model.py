@@ -15,13 +15,15 @@ from torch import nn
 from .degradation import upsample
 from .nets import RRDBEncoder, ScoreUNet
 from .parametrization import Parametrization
-from .samplers import probability_flow_sample, reverse_sde_sample
+from .rng import randn_like
+from .samplers import RELEASED_TIME_SCALE, probability_flow_z, reverse_sde_sample
 from .sde import ConditionalVPSDE
 
 __all__ = ["ECDP", "DEFAULT_SAMPLER"]
 
+# The released solve (METHOD.md "Probability flow"): dopri5 at 1e-3 in z, tau = 300 t, to 1/3000.
 DEFAULT_SAMPLER = {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3, "t_end": 1 / 3000,
-                   "nfe": None, "temperature": 1.0}
+                   "nfe": None, "temperature": 1.0, "time_scale": RELEASED_TIME_SCALE}
 
 
 class ECDP(nn.Module):
@@ -40,14 +42,20 @@ class ECDP(nn.Module):
     @classmethod
     def from_config(cls, net: dict, *, scale: int, sigma: float, encoder: RRDBEncoder | None = None,
                     parametrization: Parametrization | None = None) -> "ECDP":
-        """net: the resolved ``model`` config (encoder, unet, sde, parametrization, sampler)."""
+        """net: the resolved ``model`` config (encoder, unet, sde, parametrization, sampler);
+        ``unet.time_scale`` is required (the U-Net embeds time_scale * t; released 300)."""
         enc = net["encoder"]
+        if "time_scale" not in net["unet"]:
+            raise KeyError("model.unet.time_scale is missing (the U-Net embeds time_scale * t; "
+                           "the release uses 300); a checkpoint without it was written before "
+                           "it was recorded and embedded 1000 t: retrain it")
         encoder = encoder or RRDBEncoder(features=enc["features"], growth=enc["growth"],
                                          blocks=enc["blocks"], taps=tuple(enc["taps"]))
         unet = ScoreUNet(channels=tuple(net["unet"]["channels"]),
                          blocks=tuple(net["unet"]["blocks"]),
                          time_channels=net["unet"]["time_channels"],
-                         cond_channels=encoder.out_channels, dropout=net["unet"].get("dropout", 0.0))
+                         cond_channels=encoder.out_channels, dropout=net["unet"].get("dropout", 0.0),
+                         time_scale=float(net["unet"]["time_scale"]))
         sde = ConditionalVPSDE(net["sde"]["beta_min"], net["sde"]["beta_max"], sigma)
         p = parametrization or Parametrization(net["parametrization"], float(net.get("k", 1.0)))
         return cls(encoder=encoder, unet=unet, sde=sde, parametrization=p, scale=scale,
@@ -110,7 +118,9 @@ class ECDP(nn.Module):
                x1: torch.Tensor | None = None, adjoint: bool = False,
                train_encoder: bool = False, sde_steps: int | None = None,
                image: str = "batch", **sampler) -> tuple[torch.Tensor, int]:
-        """x_0 by probability flow (or the reverse SDE when ``sde_steps`` is given).
+        """x_0 by probability flow (or the reverse SDE when ``sde_steps`` is given); with no
+        sampler arguments, the released solve (``DEFAULT_SAMPLER``). x1: the prior state
+        (x-space, like the HR), drawn from ``generator`` when None.
 
         Differentiable: gradients reach the U-Net (through the adjoint when ``adjoint``), and the
         encoder only when ``train_encoder``. Returns (x0 (B, 3, sH, sW), NFE).
@@ -119,18 +129,20 @@ class ECDP(nn.Module):
         mu, feats = self.condition(lr)
         if not train_encoder:
             feats = feats.detach()
-        if x1 is None:
-            x1 = self.sde.prior_sample(mu, generator, temperature=opts["temperature"])
-        score = self.score_fn(mu, feats)
+        sigma = self.sde.sigma
+        z1 = (opts["temperature"] * randn_like(mu, generator) if x1 is None
+              else (x1 - mu) / sigma)  # prior, eq. (13), in z
         if sde_steps is not None:
-            return reverse_sde_sample(score, self.sde, mu, x1, steps=sde_steps, generator=generator,
-                                      t_end=opts["t_end"], checkpoint=torch.is_grad_enabled(),
-                                      image=image)
+            return reverse_sde_sample(self.score_fn(mu, feats), self.sde, mu, mu + sigma * z1,
+                                      steps=sde_steps, generator=generator, t_end=opts["t_end"],
+                                      checkpoint=torch.is_grad_enabled(), image=image)
         params = list(self.unet.parameters()) + ([feats] if train_encoder else [])
-        return probability_flow_sample(score, self.sde, mu, x1, rtol=opts["rtol"],
-                                       atol=opts["atol"], method=opts["method"],
-                                       t_end=opts["t_end"], nfe=opts["nfe"], adjoint=adjoint,
-                                       adjoint_params=params if adjoint else None, image=image)
+        z0, nfe = probability_flow_z(lambda z, t: self.eps_hat(z, t, feats), self.sde, z1,
+                                     rtol=opts["rtol"], atol=opts["atol"], method=opts["method"],
+                                     t_end=opts["t_end"], nfe=opts["nfe"],
+                                     time_scale=opts["time_scale"], adjoint=adjoint,
+                                     adjoint_params=params if adjoint else None, image=image)
+        return mu + sigma * z0, nfe
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
                       image: str = "batch"):

@@ -25,7 +25,7 @@ from .nets import RRDBEncoder, RRDBNet, count_parameters
 from .parametrization import Parametrization, select_k
 from .rng import batch_generator, make_generator, seed_torch
 from .sde import estimate_sigma
-from .train import make_optimizer, make_scheduler, train_loop, world
+from .train import averaged, make_optimizer, make_scheduler, train_loop, world
 
 __all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet",
            "choose_k", "patch_batches", "patch_sampler", "budget_text", "save_result"]
@@ -61,8 +61,17 @@ def draw_iq_noise(hr: torch.Tensor, g: torch.Generator):
 
 
 def patch_sampler(dataset_root, split: str, cfg: dict, scale: int) -> PatchSampler:
+    """Training patches of ``cfg["patch_size"]``, augmented as ``cfg["augment"]`` (dihedral:
+    ECDP's flips and quarter turns; hflip: SR3's; none: SRDiff's); validation never augments."""
+    augment = cfg.get("augment", "dihedral") if split == "train" else "none"
     return PatchSampler.from_dataset(dataset_root, split, patch_size=cfg["patch_size"],
-                                     scale=scale)
+                                     scale=scale, augment=augment)
+
+
+def scheduler_for(optimizer, cfg: dict):
+    """Warm-up and milestone decay of a training recipe (``warmup``, ``milestones``)."""
+    return make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg.get("warmup", 0),
+                          milestones=tuple(cfg["milestones"]))
 
 
 # ---------------------------------------------------------------------- RRDBNet
@@ -75,14 +84,16 @@ def load_rrdbnet(path: str | os.PathLike, *, weights: str = "ema") -> RRDBNet:
 
 def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: int = 0,
                   device: str = "cpu", progress: bool = True) -> dict:
-    """net: {features, growth, blocks}; cfg: {steps, batch_size, patch_size, lr, warmup,
-    ema_decay, clip_value, save_every}."""
+    """net: ``RRDBNet`` arguments {features, growth, blocks, trunk_conv, init_scale, clamp,
+    bicubic_skip}; cfg: {steps, batch_size, patch_size, lr, warmup, milestones, ema_decay (None:
+    no EMA), clip_value, l1 ("sum" or "mean"), augment, save_every}."""
     seed_torch(seed)
     model = RRDBNet(scale=scale, **net).to(device)
     optimizer = make_optimizer([(model.parameters(), cfg["lr"])])
-    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
+    scheduler = scheduler_for(optimizer, cfg)
     sampler = patch_sampler(dataset_root, "train", cfg, scale)
-    result = train_loop(lambda m, b: l1_loss(m, *b), model=model, optimizer=optimizer,
+    result = train_loop(lambda m, b: l1_loss(m, *b, reduction=cfg["l1"]), model=model,
+                        optimizer=optimizer,
                         scheduler=scheduler, batches=patch_batches(sampler, cfg, seed, device),
                         steps=cfg["steps"], state_path=f"{out}.state",
                         ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
@@ -96,10 +107,13 @@ def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: 
 
 
 def save_result(out, result, meta) -> None:
+    """The checkpoint of a finished training: raw weights and the EMA (the raw weights again,
+    recorded as such, when the recipe keeps no EMA)."""
     if world()[0] == 0:
+        meta = {**meta, "ema": result["ema"] is not None}
         save_checkpoint(out, step=result["step"], meta=meta,
                         state={k: v.cpu() for k, v in result["model"].state_dict().items()},
-                        ema={k: v.cpu() for k, v in result["ema"].module.state_dict().items()})
+                        ema={k: v.cpu() for k, v in averaged(result).state_dict().items()})
 
 
 # ---------------------------------------------------------------------- ECDP
@@ -160,7 +174,7 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
     model.to(device)
     optimizer = make_optimizer([(model.unet.parameters(), cfg["lr"]),
                                 (model.encoder.parameters(), cfg["lr_encoder"])])
-    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg["warmup"])
+    scheduler = scheduler_for(optimizer, cfg)
     val = patch_sampler(dataset_root, "val", cfg, scale)
     result = train_loop(lambda m, b: score_matching_loss(m, *b), model=model,
                         optimizer=optimizer, scheduler=scheduler,
@@ -172,7 +186,7 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
                         config={"model": model_cfg, "train": cfg, "seed": seed})
     k_choice = None
     if k == "auto" and model.parametrization.kind == "hybrid":
-        k, k_choice = choose_k(result["ema"].module, val, seed=seed)
+        k, k_choice = choose_k(averaged(result), val, seed=seed)
     k = 1.0 if k == "auto" else float(k)  # "auto" for eps / x0, where k plays no part
     resolved = {**model_cfg, "sde": {**model_cfg["sde"], "sigma": float(sigma)}, "k": k}
     meta = {"kind": "ecdp", "stage": 1, "scale": scale, "sigma": float(sigma),
@@ -218,7 +232,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
     else:
         model.encoder.requires_grad_(False)
     optimizer = make_optimizer(groups)
-    scheduler = make_scheduler(optimizer, steps=cfg["steps"], warmup=0)
+    scheduler = scheduler_for(optimizer, cfg)
     sde_steps = cfg["sde_steps"] if cfg["sampler"] == "sde" else None
 
     def step(m, batch):

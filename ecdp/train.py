@@ -5,7 +5,9 @@
 
 ``step_fn(model, batch) -> (loss, logs)``; ``batches(step)`` returns the batch of a step (a pure
 function of the step, so resuming replays exactly). Adam with parameter groups, linear warm-up,
-milestone decay, clipping by value, EMA (``torch.optim.swa_utils``), periodic validation, atomic
+milestone decay, clipping by value, EMA (``torch.optim.swa_utils``; as released, it starts from
+the initial weights and averages from the first step; ``ema_decay=None``: none), periodic
+validation, atomic
 training-state saves and resume. With several processes (``torchrun``), gradients are averaged
 across ranks after each backward (data parallel; works for every step function, the adjoint
 ODE included) and only rank 0 writes.
@@ -25,8 +27,8 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_torch_save
 
-__all__ = ["make_optimizer", "make_scheduler", "make_ema", "train_loop", "init_distributed",
-           "resolve_device",
+__all__ = ["make_optimizer", "make_scheduler", "make_ema", "averaged", "train_loop",
+           "init_distributed", "resolve_device",
            "world", "average_gradients", "NonFiniteLossError"]
 
 
@@ -42,8 +44,9 @@ def make_optimizer(groups: list[tuple[list, float]]) -> torch.optim.Adam:
 
 def make_scheduler(optimizer, *, steps: int, warmup: int = 0,
                    milestones: tuple[float, ...] = (0.6, 0.8), factor: float = 0.5):
-    """Linear warm-up over ``warmup`` steps, then x ``factor`` at each milestone fraction."""
-    marks = [int(m * steps) for m in milestones]
+    """Linear warm-up over ``warmup`` steps, then x ``factor`` at each milestone, a fraction of
+    ``steps`` (the releases decay at whole epochs: 0.6 of 107.5k is epoch 300's first step)."""
+    marks = [round(m * steps) for m in milestones]
 
     def scale(step: int) -> float:
         w = min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -53,7 +56,16 @@ def make_scheduler(optimizer, *, steps: int, warmup: int = 0,
 
 
 def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel:
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    """EMA of the weights, starting from their current values (as the releases' running
+    averages: the first update is decay * initial + (1 - decay) * weights after step 1)."""
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.n_averaged.fill_(1)  # AveragedModel would otherwise copy the weights at its first update
+    return ema
+
+
+def averaged(result: dict) -> torch.nn.Module:
+    """The weights a training hands on: its EMA, or the raw model when it keeps none."""
+    return result["ema"].module if result["ema"] is not None else result["model"]
 
 
 def init_distributed() -> tuple[int, int]:
@@ -88,7 +100,7 @@ def average_gradients(params) -> None:
 
 def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, scheduler,
                batches: Callable[[int], tuple], steps: int, state_path: str | os.PathLike,
-               ema_decay: float = 0.999, clip_value: float | None = 10.0,
+               ema_decay: float | None = 0.999, clip_value: float | None = 10.0,
                save_every: int = 100, validate: Callable | None = None,
                validate_every: int | None = None, progress: bool = True,
                desc: str = "train", ema: AveragedModel | None = None,
@@ -102,7 +114,8 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
     """
     rank, size = world()
     state_path = Path(state_path)
-    ema = ema or make_ema(model, ema_decay)
+    if ema is None and ema_decay is not None:
+        ema = make_ema(model, ema_decay)
     params = [p for p in model.parameters() if p.requires_grad]
     history: dict = {"train": [], "val": []}
     start = 0
@@ -117,14 +130,16 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
         state = None
     if state is not None:
         model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start = state["history"], state["step"]
 
     def save(step: int) -> None:
         if rank == 0:
-            atomic_torch_save({"model": model.state_dict(), "ema": ema.state_dict(),
+            atomic_torch_save({"model": model.state_dict(),
+                               "ema": ema.state_dict() if ema is not None else None,
                                "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "history": history,
                                "step": step, "config": config}, state_path)
@@ -146,12 +161,14 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
             torch.nn.utils.clip_grad_value_(params, clip_value)
         optimizer.step()
         scheduler.step()
-        ema.update_parameters(model)
+        if ema is not None:
+            ema.update_parameters(model)
         history["train"].append({"step": step + 1, "loss": float(loss.detach()),
                                  "seconds": time.perf_counter() - tick, **logs})
         bar.set_postfix(loss=f"{history['train'][-1]['loss']:.4g}")
         if validate is not None and validate_every and (step + 1) % validate_every == 0:
-            history["val"].append({"step": step + 1, **validate(ema.module)})
+            history["val"].append({"step": step + 1,
+                                   **validate(ema.module if ema is not None else model)})
             model.train()
         if (step + 1) % save_every == 0 or step + 1 == steps:
             save(step + 1)

@@ -7,7 +7,7 @@ import pytest  # noqa: E402
 
 TINY_MODEL = {
     "encoder": {"features": 8, "growth": 4, "blocks": 2, "taps": [0, 1]},
-    "unet": {"channels": [8, 16], "blocks": [1, 1], "time_channels": 8},
+    "unet": {"channels": [8, 16], "blocks": [1, 1], "time_channels": 8, "time_scale": 300.0},
     "sde": {"beta_min": 0.1, "beta_max": 20.0, "sigma": 0.1},
     "parametrization": "hybrid",
     "k": 1.0,

@@ -14,14 +14,14 @@ from ecdp.data.io import write_png
 from ecdp.nets import RRDBNet, count_parameters
 from ecdp.stages import train_rrdbnet
 
-CFG = {"batch_size": 2, "patch_size": 32, "lr": 1e-3, "warmup": 1, "ema_decay": 0.9,
-       "clip_value": 10.0, "save_every": 5}
+CFG = {"batch_size": 2, "patch_size": 32, "lr": 1e-3, "warmup": 1, "milestones": [0.6, 0.8],
+       "ema_decay": 0.9, "clip_value": 10.0, "save_every": 5, "l1": "sum", "augment": "dihedral"}
 
 
 def test_paper_parameter_counts():
     with torch.device("meta"):
-        srdiff = SRDiff(rrdb=RRDBNet(scale=8, features=32, growth=16, blocks=8), taps=(2, 5, 7),
-                        mults=(1, 2, 2, 4))
+        srdiff = SRDiff(rrdb=RRDBNet(scale=8, features=32, growth=16, blocks=8, trunk_conv=True),
+                        taps=(2, 5, 8), mults=(1, 2, 2, 4))  # the release's CelebA config
         sr3 = SR3(scale=4, net=PAPER_NET)
     assert count_parameters(srdiff) / 1e6 == pytest.approx(12.0, rel=0.01)   # CelebA
     assert count_parameters(sr3) / 1e6 == pytest.approx(97.8, rel=0.01)
@@ -39,22 +39,24 @@ def test_every_method_is_a_super_resolver():
 
 class _ExactEps(torch.nn.Module):
     """The eps a perfect denoiser returns when the clean target is known: (x_t - l x0) / sqrt(1 - l^2)
-    with l = sqrt(alpha_bar_t) (SRDiff: step index t; SR3: the level itself, x_t first 3 channels)."""
+    with l = sqrt(alpha_bar_t) (SRDiff: step index t; SR3: the level itself, x_t the last 3
+    channels, after the bicubic LR)."""
 
     def __init__(self, x0, level_of):
         super().__init__()
         self.x0, self.level_of = x0, level_of
 
     def forward(self, x, t, _cond):
-        x = x[:, :3]
+        x = x[:, -3:]
         level = self.level_of(t, x).reshape(-1, 1, 1, 1)
         return (x - level * self.x0) / (1 - level**2).sqrt()
 
 
 @pytest.mark.parametrize("kind", ["srdiff", "sr3"])
 def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind):
-    """SRDiff's target is 2 (HR - bicubic) with images in [-1, 1] = 4 (HR - bicubic) in [0, 1];
-    SR3's is HR in [-1, 1]. With the exact eps the loss is 0 and the sampler returns HR."""
+    """SRDiff's target is 2 (HR - bicubic) with images in [-1, 1] = 4 (HR - mu) in [0, 1], mu =
+    255/256 bicubic (the release's bicubic of LR / 256); SR3's is HR in [-1, 1]. With the exact
+    eps the loss is 0 and the sampler returns HR."""
     from ecdp.degradation import upsample
     g = torch.Generator().manual_seed(0)
     lr = torch.rand(1, 3, 6, 6, generator=g) * 0.6 + 0.2
@@ -64,11 +66,12 @@ def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind):
     if kind == "srdiff":
         model = SRDiff(rrdb=RRDBNet(scale=4, features=8, growth=4, blocks=2), taps=(0,), dim=8,
                        mults=(1, 2), sample_steps=10)
-        model.unet = _ExactEps(4 * (hr - upsample(lr, 4)),
+        assert torch.allclose(model.mu(lr), upsample(lr, 4) * 255 / 256)
+        model.unet = _ExactEps(4 * (hr - model.mu(lr)),
                                lambda t, x: model.schedule.noise_level(t.long(), x))
         loss, _ = model.loss(lr, hr, t, eps)
     else:
-        model = SR3(scale=4, net={"channels": [8], "blocks": [1], "time_channels": 4},
+        model = SR3(scale=4, net={"channels": [8], "blocks": [1], "time_channels": 4, "norm_groups": 4},
                     sample_steps=10)
         model.unet = _ExactEps(hr * 2 - 1, lambda level, x: level)
         loss, _ = model.loss(lr, hr, t, eps, torch.zeros(1))
@@ -115,7 +118,7 @@ def test_srdiff_trains_and_its_loss_falls(tiny_dataset):
 
 
 def test_sr3_trains_and_its_loss_falls(tiny_dataset):
-    net = {"channels": [8, 16], "blocks": [1, 1], "time_channels": 4, "attention_levels": [1],
+    net = {"channels": [8, 16], "blocks": [1, 1], "time_channels": 4, "norm_groups": 4, "attention_levels": [1],
            "mid_attention": True, "dropout": 0.0}
     meta = train_sr3(dataset_root=tiny_dataset / "ds", out=tiny_dataset / "sr3.pt", scale=4,
                      net=net, diffusion={"steps": 2000}, cfg={**CFG, "steps": 40}, progress=False)
@@ -186,7 +189,8 @@ def test_one_seed_gives_one_network_whatever_the_global_rng(tiny_dataset, tmp_pa
     cfg = {**CFG, "steps": 1, "save_every": 100}
     ds, rrdb = tiny_dataset / "ds", tiny_dataset / "rrdb.pt"
     model_cfg = {"encoder": {"taps": [0, 2]}, "unet": {"channels": [8, 16], "blocks": [1, 1],
-                                                       "time_channels": 8, "dropout": 0.0},
+                                                       "time_channels": 8, "dropout": 0.0,
+                                                       "time_scale": 300.0},
                  "sde": {"beta_min": 0.1, "beta_max": 20.0, "sigma": 0.1}, "k": 1.0,
                  "parametrization": "hybrid"}
     train = {
@@ -198,7 +202,7 @@ def test_one_seed_gives_one_network_whatever_the_global_rng(tiny_dataset, tmp_pa
                                                 "steps": 100}, cfg=cfg, progress=False),
         "sr3": lambda out: train_sr3(dataset_root=ds, out=out, scale=4, diffusion={"steps": 100},
                                      net={"channels": [8, 16], "blocks": [1, 1],
-                                          "time_channels": 4, "dropout": 0.0}, cfg=cfg,
+                                          "time_channels": 4, "dropout": 0.0, "norm_groups": 4}, cfg=cfg,
                                      progress=False),
         "ecdp": lambda out: train_ecdp_stage1(dataset_root=ds, rrdb_checkpoint=rrdb, out=out,
                                               scale=4, model_cfg=model_cfg,

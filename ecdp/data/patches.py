@@ -17,7 +17,9 @@ from ..rng import batch_generator
 from .datasets import load_hr, load_manifest, split_entries
 from .io import ImageError
 
-__all__ = ["PatchSampler", "PatchStream"]
+__all__ = ["PatchSampler", "PatchStream", "AUGMENTATIONS"]
+
+AUGMENTATIONS = ("dihedral", "hflip", "none")
 
 
 def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -30,11 +32,15 @@ class PatchSampler:
     """Random paired patches from HR images held in memory.
 
     images: list of (H, W, 3) uint8 arrays; names: one per image (for error messages).
+    ``augment``: "dihedral" (one of the 8 flips/quarter turns, as ECDP's release), "hflip"
+    (a horizontal flip half the time, as SR3's) or "none" (SRDiff's).
     ``sample(batch, generator)`` -> (lr, hr): float (B, 3, P/s, P/s) and (B, 3, P, P) in [0, 1].
     """
 
     def __init__(self, images: list[np.ndarray], names: list[str], *, patch_size: int,
-                 scale: int, augment: bool = True):
+                 scale: int, augment: str = "dihedral"):
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
         if patch_size % scale:
             raise ValueError(f"patch_size {patch_size} must be a multiple of the scale {scale}")
         for image, name in zip(images, names, strict=True):
@@ -62,8 +68,10 @@ class PatchSampler:
             crops.append(image[:, y:y + p, x:x + p])
         hr = torch.stack(crops)
         lr = degrade_batch(hr, self.scale)
-        if self.augment:
+        if self.augment != "none":
             ks = torch.randint(8, (batch_size,), generator=generator).tolist()
+            if self.augment == "hflip":  # identity or the flip: k in {0, 4}
+                ks = [4 * (k >= 4) for k in ks]
             hr = torch.stack([_dihedral(h_, k) for h_, k in zip(hr, ks)])
             lr = torch.stack([_dihedral(l_, k) for l_, k in zip(lr, ks)])
         return lr.float() / 255, hr.float() / 255

@@ -2,8 +2,12 @@
 
 DDPM-style pre-activation residual blocks (GroupNorm, SiLU, 3x3 conv, time embedding added),
 strided-conv down, nearest + conv up, one extra decoder block per level, no attention. LR
-features enter every residual block: resized (bilinear) to the block's resolution, a 1x1 conv,
-added after the first conv. Input z_t (3 ch); output the eps head and the z0 head (3 ch each).
+features enter every residual block: resized (bilinear, no antialiasing) to the block's
+resolution, a 1x1 conv, added after the first conv. Input z_t (3 ch); output the eps head and
+the z0 head (3 ch each). Time enters as sinusoids of ``time_scale`` t (released: 300 t).
+
+Initialisation as released: every conv bias zero, the second conv of each block scaled by 1e-3,
+1x1 skip convs by 0.1; GroupNorm with min(32, C / 4) groups, 16 before the output conv.
 """
 from __future__ import annotations
 
@@ -13,19 +17,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ScoreUNet", "ResBlock", "SelfAttention", "timestep_embedding"]
+__all__ = ["ScoreUNet", "ResBlock", "SelfAttention", "TimeEmbedding", "timestep_embedding"]
 
 
-def timestep_embedding(t: torch.Tensor, channels: int, *, scale: float = 1000.0) -> torch.Tensor:
-    """Sinusoidal embedding of t in [0, 1] (scaled by 1000, as DDPM's step index). (B,) -> (B, C)."""
+def timestep_embedding(t: torch.Tensor, channels: int, *, scale: float) -> torch.Tensor:
+    """Sinusoidal embedding of scale * t (DDPM's). (B,) -> (B, C)."""
     half = channels // 2
     freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / (half - 1))
     args = (t.float() * scale)[:, None] * freqs[None]
     return torch.cat([args.sin(), args.cos()], dim=1)
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, max(1, channels // 4)), channels)
+class TimeEmbedding(nn.Module):
+    """Sinusoids of time_scale * t, then Linear-SiLU-Linear-SiLU: (B,) -> (B, 4 C)."""
+
+    def __init__(self, channels: int, *, time_scale: float):
+        super().__init__()
+        self.channels, self.time_scale, self.out_channels = channels, time_scale, 4 * channels
+        self.mlp = nn.Sequential(nn.Linear(channels, 4 * channels), nn.SiLU(),
+                                 nn.Linear(4 * channels, 4 * channels), nn.SiLU())
+
+    def forward(self, t):
+        return self.mlp(timestep_embedding(t, self.channels, scale=self.time_scale))
+
+
+def _norm(channels: int, groups: int | None = None) -> nn.GroupNorm:
+    """GroupNorm with ``groups`` groups (None: min(32, C / 4), the released ECDP U-Net's)."""
+    return nn.GroupNorm(groups or min(32, max(1, channels // 4)), channels)
 
 
 def _zero(module: nn.Module, scale: float = 1e-3) -> nn.Module:
@@ -36,15 +54,17 @@ def _zero(module: nn.Module, scale: float = 1e-3) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, time_ch: int, cond_ch: int, dropout: float = 0.0):
+    def __init__(self, in_ch: int, out_ch: int, time_ch: int, cond_ch: int, dropout: float = 0.0,
+                 norm_groups: int | None = None):
         super().__init__()
-        self.norm1, self.conv1 = _norm(in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm1 = _norm(in_ch, norm_groups)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.time = nn.Linear(time_ch, out_ch)
         self.cond = nn.Conv2d(cond_ch, out_ch, 1) if cond_ch else None
-        self.norm2 = _norm(out_ch)
+        self.norm2 = _norm(out_ch, norm_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.skip = _zero(nn.Conv2d(in_ch, out_ch, 1), 0.1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x, temb, cond=None):
         h = self.conv1(F.silu(self.norm1(x))) + self.time(temb)[:, :, None, None]
@@ -57,9 +77,9 @@ class ResBlock(nn.Module):
 class SelfAttention(nn.Module):
     """Single-head self-attention over pixels with a residual connection (SR3's 16x16 layers)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm_groups: int | None = None):
         super().__init__()
-        self.norm = _norm(channels)
+        self.norm = _norm(channels, norm_groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -74,9 +94,9 @@ class SelfAttention(nn.Module):
 class _AttnBlock(nn.Module):
     """A residual block followed by self-attention."""
 
-    def __init__(self, block: ResBlock, channels: int):
+    def __init__(self, block: ResBlock, channels: int, norm_groups: int | None = None):
         super().__init__()
-        self.block, self.attn = block, SelfAttention(channels)
+        self.block, self.attn = block, SelfAttention(channels, norm_groups)
 
     def forward(self, x, temb, cond=None):
         return self.attn(self.block(x, temb, cond))
@@ -87,6 +107,9 @@ class ScoreUNet(nn.Module):
 
     H and W need not be multiples of 2^levels: skips are cropped to match (as the release).
     ``attention_levels`` / ``mid_attention`` add self-attention after those blocks (SR3).
+    ``embedding`` maps t (B,) to (B, embedding.out_channels); default ``TimeEmbedding`` of
+    ``time_channels`` at ``time_scale`` (ECDP's; SR3 passes its noise-level embedding).
+    ``norm_groups``: GroupNorm groups everywhere (None: ECDP's min(32, C / 4), 16 at the output).
     """
 
     def __init__(self, *, in_channels: int = 3, out_channels: int = 6,
@@ -94,18 +117,17 @@ class ScoreUNet(nn.Module):
                  blocks: tuple[int, ...] = (2, 2, 2, 2), time_channels: int = 128,
                  cond_channels: int = 256, dropout: float = 0.0,
                  attention_levels: tuple[int, ...] = (), mid_attention: bool = False,
-                 time_scale: float = 1000.0):
+                 time_scale: float = 300.0, embedding: nn.Module | None = None,
+                 norm_groups: int | None = None):
         super().__init__()
         if len(channels) != len(blocks):
             raise ValueError(f"channels {channels} and blocks {blocks} differ in length")
-        self.time_channels, self.time_scale = time_channels, time_scale
-        tch = 4 * time_channels
-        self.time_mlp = nn.Sequential(nn.Linear(time_channels, tch), nn.SiLU(),
-                                      nn.Linear(tch, tch), nn.SiLU())
+        self.time_mlp = embedding or TimeEmbedding(time_channels, time_scale=time_scale)
+        tch = self.time_mlp.out_channels
 
         def block(i, o, level=None):
-            b = ResBlock(i, o, tch, cond_channels, dropout)
-            return _AttnBlock(b, o) if level in (*attention_levels, "mid") else b
+            b = ResBlock(i, o, tch, cond_channels, dropout, norm_groups)
+            return _AttnBlock(b, o, norm_groups) if level in (*attention_levels, "mid") else b
 
         self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()  # entries: ResBlock or a strided conv
@@ -128,11 +150,15 @@ class ScoreUNet(nn.Module):
             if level > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                                              nn.Conv2d(ch, ch, 3, padding=1)))
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_channels, 3, padding=1))
+        out_groups = norm_groups or (16 if ch % 16 == 0 else None)  # the release's 16 groups
+        self.out = nn.Sequential(_norm(ch, out_groups), nn.SiLU(),
+                                 nn.Conv2d(ch, out_channels, 3, padding=1))
+        for module in self.modules():  # released init: every conv bias starts at zero
+            if isinstance(module, nn.Conv2d) and module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def forward(self, z_t, t, cond):
-        temb = self.time_mlp(timestep_embedding(t.expand(z_t.shape[0]), self.time_channels,
-                                                scale=self.time_scale))
+        temb = self.time_mlp(t.expand(z_t.shape[0]))
         resized = {}
 
         def cond_at(h):  # LR features at h's resolution, resized once per resolution
