@@ -57,7 +57,9 @@ def build_method(kind: str, **kwargs) -> SuperResolver:
 
 def method_for(experiment: dict, *, scale: int, checkpoint=None, device="cpu",
                sample_steps: int | None = None) -> SuperResolver:
-    """The SuperResolver of one workflow experiment (its ``method``, ``k`` and ``sampler``)."""
+    """The SuperResolver of one workflow experiment (its ``method``, ``k`` and ``sampler``).
+    ``k: auto`` was resolved by the training stage that chose it: the checkpoint holds it."""
+    k = experiment.get("k")
     return build_method(experiment["method"], scale=scale, checkpoint=checkpoint, device=device,
-                        k=experiment.get("k"), sampler=experiment.get("sampler"),
+                        k=None if k == "auto" else k, sampler=experiment.get("sampler"),
                         sample_steps=sample_steps)

@@ -114,12 +114,25 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     from ecdp.checkpoint import load_checkpoint
 
     base = smoke_run / "results" / "sample-photos" / "x4"
-    ckpt = load_checkpoint(base / "models" / "ecdp" / "model.pt")
-    assert ckpt["meta"]["stage"] == 2 and ckpt["meta"]["sigma_source"].startswith("auto")
-    assert ckpt["meta"]["vgg"].startswith("random VGG19 (seed 0)")
-    assert ckpt["meta"]["k"] > 0 and len(ckpt["meta"]["k_choice"]) == 17
+    meta = load_checkpoint(base / "models" / "ecdp" / "model.pt")["meta"]
+    assert meta["stage"] == 2 and meta["sigma"] == 0.2 and meta["sigma_source"] == "config"
+    assert meta["k"] == 1.0 and meta["model"]["unet"]["time_scale"] == 300  # as released
+    assert meta["vgg"].startswith("random VGG19 (seed 0)")
     assert (base / "models" / "ecdp" / "model.pt.state").exists()
     assert load_checkpoint(base / "models" / "ecdp-k2" / "model.pt")["meta"]["k"] == 2.0
+    # our choices, as labelled ablations: k chosen on validation data, sigma estimated
+    meta = load_checkpoint(base / "models" / "ecdp-k-auto" / "model.pt")["meta"]
+    assert meta["k"] > 0 and len(meta["k_choice"]) == 17 and meta["sigma"] == 0.2
+    meta = load_checkpoint(base / "models" / "ecdp-sigma-auto" / "model.pt")["meta"]
+    assert meta["sigma_source"].startswith("auto") and 0 < meta["sigma"] < 0.2
+    assert load_checkpoint(base / "models" / "ecdp-stage1-hybrid-sigma-auto" / "model.pt")[
+        "meta"]["sigma"] == meta["sigma"]
+    # two RRDBNets, as released: ECDP's (no trunk conv, no EMA) and SRDiff's (ESRGAN's)
+    rrdb = load_checkpoint(base / "models" / "rrdb" / "model.pt")["meta"]
+    assert rrdb["net"]["trunk_conv"] is False and rrdb["ema"] is False
+    assert rrdb["train"]["l1"] == "sum"
+    srdiff = load_checkpoint(base / "models" / "srdiff" / "model.pt")["meta"]
+    assert srdiff["rrdb_net"]["trunk_conv"] is True and srdiff["net"]["taps"] == [2]
     for kind in ("srdiff", "sr3"):
         meta = load_checkpoint(base / "models" / f"{kind}++" / "model.pt")["meta"]
         assert meta["kind"] == kind and meta["vgg"].startswith("random VGG19")
@@ -131,9 +144,9 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     hr = pd.read_csv(base / "metrics" / "bicubic.csv")
     assert len(hr) == 2 * 2  # 2 images x 2 protocols, one seed for a deterministic method
     summary = pd.read_csv(base / "metrics" / "summary.csv")
-    assert len(summary) == 13 * 2
+    assert len(summary) == 15 * 2
     timing = pd.read_csv(base / "timing" / "summary.csv").set_index("experiment")
-    assert len(timing) == 13 and (timing.seconds > 0).all()
+    assert len(timing) == 15 and (timing.seconds > 0).all()
     assert timing.loc["sr3", "nfe"] == 4 and timing.loc["ecdp", "nfe"] == 4
     assert timing.loc["bicubic", "nfe"] == 0 and timing.loc["rrdb", "nfe"] == 1
     assert (base / "timing" / "ecdp.benchmark.tsv").exists()
@@ -165,7 +178,7 @@ def test_protocol_or_rendering_changes_rerun_no_training(smoke_run, tmp_path):
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text("evaluation:\n  protocols: [basicsr, paper]\n")
     jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(protocol))
-    assert jobs.get("evaluate") == 13 and not TRAINING_AND_SAMPLING & set(jobs), jobs
+    assert jobs.get("evaluate") == 15 and not TRAINING_AND_SAMPLING & set(jobs), jobs
 
 
 @pytest.mark.slow
@@ -185,6 +198,7 @@ def test_paper_div2k_preset_plans_the_full_dag(tmp_path):
                    str(ROOT / "workflow" / "presets" / "paper-div2k.yaml"))
     assert jobs["prepare_dataset"] == 1 and "resources/datasets/div2k/manifest.json" in out
     assert jobs["train_ecdp_stage1"] == 3 and jobs["train_ecdp_stage2"] == 6
+    assert jobs["train_rrdb"] == 2 and "models/srdiff-rrdb/model.pt" in out
     assert jobs["finetune_iq"] == 2 and jobs["train_srdiff"] == jobs["train_sr3"] == 1
     assert jobs["super_resolve"] == 3 * 11 + 2 and jobs["table"] == 4
     assert "gpu=1" in out
@@ -207,3 +221,64 @@ def test_snakemake_lint_is_clean(tmp_path):
     proc = snakemake(tmp_path, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def _merged_config(*presets):
+    """config.yaml with presets merged on top (as --configfile does), schema defaults filled."""
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for preset in presets:
+        update_config(config, yaml.safe_load(Path(preset).read_text()))
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+# The releases' recipes (Yuan-Yutao/ECDP conf/*-df2k-*.yaml; LeiaLi/SRDiff configs/diffsr_df2k4x
+# and rrdb/df2k4x_pretrain; Janspiry's config/sr_sr3_16_128.json), as facts to check against.
+RELEASED_DIV2K = {
+    ("model", "sde", "sigma"): 0.2, ("model", "k"): 1.0, ("model", "unet", "time_scale"): 300,
+    ("model", "sampler", "method"): "dopri5", ("model", "sampler", "rtol"): 1e-3,
+    ("model", "sampler", "atol"): 1e-3, ("model", "sampler", "time_scale"): 300,
+    ("model", "sampler", "t_end"): 1 / 3000,
+    ("training", "rrdb", "steps"): 53500, ("training", "rrdb", "batch_size"): 32,
+    ("training", "rrdb", "l1"): "sum", ("training", "rrdb", "ema_decay"): None,
+    ("training", "rrdb", "milestones"): [0.6, 0.8, 0.9],
+    ("training", "stage1", "steps"): 107500, ("training", "stage1", "batch_size"): 16,
+    ("training", "stage1", "milestones"): [0.6, 0.8], ("training", "stage1", "ema_decay"): 0.999,
+    ("training", "stage2", "steps"): 1000, ("training", "stage2", "batch_size"): 12,
+    ("training", "stage2", "lr"): 1e-5, ("training", "stage2", "milestones"): [],
+    ("training", "stage2", "ema_decay"): 0.9,
+    ("baselines", "srdiff", "encoder"): {"features": 64, "growth": 32, "blocks": 17},
+    ("baselines", "srdiff", "taps"): [2, 5, 8, 11, 14, 17],
+    ("training", "srdiff", "steps"): 400000, ("training", "srdiff", "batch_size"): 64,
+    ("training", "srdiff", "milestones"): [0.5], ("training", "srdiff", "ema_decay"): None,
+    ("training", "srdiff", "clip_value"): None,
+    ("baselines", "sr3", "norm_groups"): 32, ("baselines", "sr3", "time_channels"): 64,
+    ("training", "sr3", "batch_size"): 4, ("training", "sr3", "steps"): 1000000,
+    ("training", "sr3", "lr"): 1e-4, ("training", "sr3", "ema_decay"): None,
+}
+
+
+def test_paper_div2k_preset_runs_the_released_settings():
+    config = _merged_config(ROOT / "workflow" / "presets" / "paper-div2k.yaml")
+    for path, value in RELEASED_DIV2K.items():
+        got = config
+        for key in path:
+            got = got[key]
+        assert got == pytest.approx(value) if isinstance(value, float) else got == value, path
+    assert "ecdp-sigma-auto" not in config["run"] and "ecdp-k-auto" not in config["run"]
+
+
+def test_schema_defaults_are_the_released_values():
+    """What a preset does not say falls back to the release, never to our choices."""
+    from snakemake.utils import validate
+
+    config = {}
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    for path, value in RELEASED_DIV2K.items():
+        got = config
+        for key in path:
+            got = got[key]
+        assert got == pytest.approx(value) if isinstance(value, float) else got == value, path

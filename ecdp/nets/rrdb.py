@@ -20,7 +20,20 @@ from torch import nn
 
 from ..degradation import upsample
 
-__all__ = ["ResidualDenseBlock", "RRDB", "RRDBTrunk", "RRDBNet", "RRDBEncoder"]
+__all__ = ["ResidualDenseBlock", "RRDB", "RRDBTrunk", "RRDBNet", "RRDBEncoder", "VARIANTS",
+           "rrdbnet_config"]
+
+# What distinguishes the two releases' RRDBNets (sizes come from the config).
+VARIANTS = {"ecdp": {"trunk_conv": False, "init_scale": 0.1, "clamp": False},
+            "srdiff": {"trunk_conv": True, "init_scale": 1.0, "clamp": True}}
+
+
+def rrdbnet_config(variant: str, size: dict, *, bicubic_skip: bool = False) -> dict:
+    """``RRDBNet`` arguments of a released variant at a size {features, growth, blocks}."""
+    if variant not in VARIANTS:
+        raise ValueError(f"RRDBNet variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    return {**{k: size[k] for k in ("features", "growth", "blocks")}, **VARIANTS[variant],
+            "bicubic_skip": bicubic_skip}
 
 
 class ResidualDenseBlock(nn.Module):

@@ -36,6 +36,19 @@ def iq_of(experiment):
 
 for _e in config["experiments"]:
     iq_of(_e)
+    _spec = config["experiments"][_e]
+    if _spec.get("checkpoint") and (_spec["method"] == "bicubic" or iq_of(_e) != "none"):
+        raise ValueError(
+            f"experiments.{_e}.checkpoint: a given checkpoint is sampled as it is; it needs a "
+            f"method with a model and iq: none (method {_spec['method']!r}, iq {iq_of(_e)!r})"
+        )
+    if "sigma" in _spec and _spec["method"] != "ecdp":
+        raise ValueError(f"experiments.{_e}.sigma: only ECDP experiments have a sigma")
+    if _spec.get("k") == "auto" and iq_of(_e) == "none" and config["model"]["k"] != "auto":
+        raise ValueError(
+            f"experiments.{_e}.k: auto is chosen by a training stage (L_IQ, or stage 1 with "
+            f"model.k: auto); give the experiment iq: ode or sde"
+        )
 
 
 def _alternatives(names):
@@ -77,21 +90,32 @@ def sample_steps_of(experiment):
 TABLE_DEFAULTS = {"metrics": ["lpips", "psnr", "ssim", "lr_psnr"], "protocol": "paper"}
 TABLES = {name: {**TABLE_DEFAULTS, **spec} for name, spec in config["tables"].items()}
 TIMING_METRICS = set(ecdp.tables.TIMING_METRICS)
-# Stage-1 ECDP models (one per parametrization in use): Figures 5 and 8 compare them.
-PARAMETRIZATIONS = [
-    p
-    for p in ("eps", "x0", "hybrid")
-    if any(
-        s["method"] == "ecdp" and s.get("parametrization", "hybrid") == p
-        for s in EXPERIMENTS.values()
-    )
-]
+def stage1_variant(spec):
+    """The stage-1 ECDP model an experiment starts from: one per parametrization, and one more
+    for each sigma an experiment overrides (k only mixes the heads, so it shares them)."""
+    parametrization = spec.get("parametrization", "hybrid")
+    sigma = spec.get("sigma", config["model"]["sde"]["sigma"])
+    if sigma == config["model"]["sde"]["sigma"]:
+        return parametrization
+    return f"{parametrization}-sigma-{sigma}"
+
+
+STAGE1 = {
+    stage1_variant(s): {
+        "parametrization": s.get("parametrization", "hybrid"),
+        "sigma": s.get("sigma", config["model"]["sde"]["sigma"]),
+    }
+    for s in EXPERIMENTS.values()
+    if s["method"] == "ecdp" and not s.get("checkpoint")
+}
+# Stage-1 ECDP models at the configured sigma: Figures 5 and 8 compare the parametrizations.
+PARAMETRIZATIONS = [p for p in ("eps", "x0", "hybrid") if p in STAGE1]
 GRID = [e for e in (config["figures"]["grid"] or EXPERIMENTS) if e in EXPERIMENTS]
 
 
-def stage1_model(parametrization, results=RESULTS):
-    """The stage-1 ECDP checkpoint of one parametrization (shared by its variants)."""
-    return f"{results}/models/ecdp-stage1-{parametrization}/model.pt"
+def stage1_model(variant, results=RESULTS):
+    """The stage-1 ECDP checkpoint of one variant (shared by the experiments that start from it)."""
+    return f"{results}/models/ecdp-stage1-{variant}/model.pt"
 
 
 def figure_targets():
@@ -139,12 +163,33 @@ PLUSPLUS_PATTERN = _alternatives(finetuned("srdiff") + finetuned("sr3"))
 
 
 def model_of(experiment):
-    """The checkpoint an experiment samples from ([] for methods without one)."""
+    """The checkpoint an experiment samples from ([] for methods without one): a given
+    ``checkpoint`` (published, imported), or the model the workflow trains for it."""
     spec = EXPERIMENTS[experiment]
+    if spec.get("checkpoint"):
+        return spec["checkpoint"]
     if spec["method"] == "bicubic":
         return []
     if iq_of(experiment) != "none":
         return f"{RESULTS}/models/{experiment}/model.pt"
     if spec["method"] == "ecdp":
-        return stage1_model(spec.get("parametrization", "hybrid"))
+        return stage1_model(stage1_variant(spec))
     return f"{RESULTS}/models/{spec['method']}/model.pt"
+
+
+# The two RRDBNets the workflow pre-trains: ECDP's (the RRDB row and ECDP's encoder) and
+# SRDiff's own (its frozen encoder); sizes from the config, variant facts in ecdp.nets.rrdb.
+RRDBNETS = {
+    "rrdb": {
+        "variant": "ecdp",
+        "size": {k: config["model"]["encoder"][k] for k in ("features", "growth", "blocks")},
+        "bicubic_skip": config["model"]["rrdb_bicubic_skip"],
+        "recipe": "rrdb",
+    },
+    "srdiff-rrdb": {
+        "variant": "srdiff",
+        "size": config["baselines"]["srdiff"]["encoder"],
+        "bicubic_skip": False,
+        "recipe": "srdiff_rrdb",
+    },
+}

@@ -2,15 +2,14 @@ rule train_rrdb:
     input:
         "resources/datasets/{dataset}/manifest.json",
     output:
-        "results/{dataset}/x{scale}/models/rrdb/model.pt",
+        "results/{dataset}/x{scale}/models/{rrdb}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_rrdb.log",
+        "logs/train/{dataset}_x{scale}_{rrdb}.log",
+    wildcard_constraints:
+        rrdb="rrdb|srdiff-rrdb",
     params:
-        net={
-            **{k: config["model"]["encoder"][k] for k in ("features", "growth", "blocks")},
-            "bicubic_skip": config["model"]["rrdb_bicubic_skip"],
-        },
-        cfg=config["training"]["rrdb"],
+        net=lambda w: {k: v for k, v in RRDBNETS[w.rrdb].items() if k != "recipe"},
+        cfg=lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]],
         seed=config["training"]["seed"],
         device=training_device(),
         gpus=TRAIN_GPUS,
@@ -28,13 +27,17 @@ rule train_ecdp_stage1:
         dataset="resources/datasets/{dataset}/manifest.json",
         rrdb="results/{dataset}/x{scale}/models/rrdb/model.pt",
     output:
-        "results/{dataset}/x{scale}/models/ecdp-stage1-{parametrization}/model.pt",
+        "results/{dataset}/x{scale}/models/ecdp-stage1-{variant}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_ecdp-stage1-{parametrization}.log",
+        "logs/train/{dataset}_x{scale}_ecdp-stage1-{variant}.log",
     wildcard_constraints:
-        parametrization="eps|x0|hybrid",
+        variant=_alternatives(STAGE1),
     params:
-        model=lambda w: {**config["model"], "parametrization": w.parametrization},
+        model=lambda w: {
+            **config["model"],
+            "parametrization": STAGE1[w.variant]["parametrization"],
+            "sde": {**config["model"]["sde"], "sigma": STAGE1[w.variant]["sigma"]},
+        },
         cfg=config["training"]["stage1"],
         seed=config["training"]["seed"],
         device=training_device(),
@@ -52,8 +55,7 @@ rule train_ecdp_stage2:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
         stage1=lambda w: stage1_model(
-            EXPERIMENTS[w.experiment].get("parametrization", "hybrid"),
-            results=f"results/{w.dataset}/x{w.scale}",
+            stage1_variant(EXPERIMENTS[w.experiment]), results=f"results/{w.dataset}/x{w.scale}"
         ),
         weights="resources/weights/weights.json",
     output:
@@ -83,13 +85,17 @@ rule train_ecdp_stage2:
 rule train_srdiff:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
-        rrdb="results/{dataset}/x{scale}/models/rrdb/model.pt",
+        rrdb="results/{dataset}/x{scale}/models/srdiff-rrdb/model.pt",
     output:
         "results/{dataset}/x{scale}/models/srdiff/model.pt",
     log:
         "logs/train/{dataset}_x{scale}_srdiff.log",
     params:
-        net={k: v for k, v in config["baselines"]["srdiff"].items() if k != "sample_steps"},
+        net={
+            k: v
+            for k, v in config["baselines"]["srdiff"].items()
+            if k not in ("sample_steps", "encoder")
+        },
         cfg=config["training"]["srdiff"],
         seed=config["training"]["seed"],
         device=training_device(),
