@@ -27,10 +27,13 @@ LOADERS = {"srdiff": SRDiff.load, "sr3": SR3.load}
 
 
 def _ddpm_noise(steps: int, continuous: bool):
+    """SRDiff's release draws a step per sample; SR3's one step per batch (``np.random.randint``)
+    and a continuous level per sample between that step's two neighbouring levels."""
     def draw(hr, g):
-        t = torch.randint(steps, (hr.shape[0],), generator=g)
+        b = hr.shape[0]
+        t = torch.randint(steps, (1,) if continuous else (b,), generator=g).expand(b)
         eps = torch.randn(hr.shape, generator=g)
-        return (t, eps, torch.rand(hr.shape[0], generator=g)) if continuous else (t, eps)
+        return (t, eps, torch.rand(b, generator=g)) if continuous else (t, eps)
     return draw
 
 

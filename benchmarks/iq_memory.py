@@ -26,8 +26,8 @@ import torch
 
 SMALL = {
     "encoder": {"features": 32, "growth": 16, "blocks": 4, "taps": [1, 3]},
-    "unet": {"channels": [32, 64, 64], "blocks": [1, 1, 1], "time_channels": 32},
-    "sde": {"beta_min": 0.1, "beta_max": 20.0, "sigma": 0.04},
+    "unet": {"channels": [32, 64, 64], "blocks": [1, 1, 1], "time_channels": 32, "time_scale": 300},
+    "sde": {"beta_min": 0.1, "beta_max": 20.0, "sigma": 0.2},
     "parametrization": "hybrid", "k": 1.0,
 }
 
@@ -81,8 +81,8 @@ def measure_srdiff(steps: int, checkpoint: bool, patch: int, batch: int, device:
     from ecdp.nets import RRDBNet
 
     torch.manual_seed(0)
-    rrdb = RRDBNet(scale=4, features=32, growth=16, blocks=4)
-    model = SRDiff(rrdb=rrdb, taps=(1, 3), dim=32, mults=(1, 2, 2), sample_steps=steps).to(device)
+    rrdb = RRDBNet(scale=4, features=32, growth=16, blocks=5, trunk_conv=True)
+    model = SRDiff(rrdb=rrdb, taps=(2, 5), dim=32, mults=(1, 2, 2), sample_steps=steps).to(device)
     features = VGGFeatures(None).to(device)
     hr = torch.rand(batch, 3, patch, patch, device=device)
     lr = torch.nn.functional.avg_pool2d(hr, 4)

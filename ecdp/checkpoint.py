@@ -66,7 +66,8 @@ def restore(model: torch.nn.Module, ckpt: dict, *, weights: str, path=None):
     """Load a checkpoint's weights strictly into ``model``; record where they came from in
     ``model.provenance`` (weights, step, training budget). Returns the model in eval mode."""
     model.load_state_dict(ckpt["state"], strict=True)
-    model.provenance = {"weights": f"{weights} step {ckpt['step']}",
+    label = weights if ckpt["meta"].get("ema", True) else "raw (no EMA kept)"
+    model.provenance = {"weights": f"{label} step {ckpt['step']}",
                         "params": sum(p.numel() for p in model.parameters()),
                         "budget": ckpt["meta"]["budget"],
                         **({"checkpoint": str(path)} if path is not None else {})}

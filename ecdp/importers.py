@@ -42,8 +42,14 @@ def _rename(state: dict, rules: list[tuple[str, str]], *, drop: tuple[str, ...] 
     return out
 
 
-def _unsorted_keys(state: dict, prefix: str) -> dict:
+def _strip_prefix(state: dict, prefix: str) -> dict:
+    """The entries under ``prefix``, without it."""
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _singular(key: str) -> str:
+    """The releases' ``downs.`` / ``ups.`` lists are our ``down.`` / ``up.``."""
+    return re.sub(r"^(down|up)s\.", r"\1.", key)
 
 
 # ---------------------------------------------------------------------- ECDP
@@ -56,8 +62,7 @@ _ECDP_BLOCK = [(r"(\w+)\.(\d+)\.time_in\.(weight|bias)", r"\1.\2.time.\3"),
 
 def ecdp_unet_state(state: dict) -> dict:
     """Released ``UNet`` -> ``ScoreUNet`` (time embedding MLP, blocks, strided/up convs, output)."""
-    state = {re.sub(r"^downs\.", "down.", re.sub(r"^ups\.", "up.", k)): v for k, v in state.items()}
-    return _rename(state, [
+    return _rename({_singular(k): v for k, v in state.items()}, [
         (r"time_in\.(0|2)\.(weight|bias)", r"time_mlp.mlp.\1.\2"),
         (r"in_conv\.network\.(weight|bias)", r"conv_in.\1"),
         (r"down\.(\d+)\.downconv\.network\.(weight|bias)", r"down.\1.\2"),
@@ -85,7 +90,7 @@ def ecdp_trunk_state(state: dict) -> dict:
 
 def ecdp_rrdbnet_state(state: dict) -> dict:
     """Released ECDP ``RRDBNet`` (rrdb.*, final.*) -> ``RRDBNet(trunk_conv=False)``."""
-    out = {f"trunk.{k}": v for k, v in ecdp_trunk_state(_unsorted_keys(state, "rrdb.")).items()}
+    out = {f"trunk.{k}": v for k, v in ecdp_trunk_state(_strip_prefix(state, "rrdb.")).items()}
     convs = sorted({int(k.split(".")[1]) for k in state if k.startswith("final.")})
     *ups, hr, last = convs  # final: [Upsample, Conv, LReLU] x log2(s), Conv, LReLU, Conv
     names = {**{i: f"upconvs.{j}" for j, i in enumerate(ups)}, hr: "hr_conv", last: "conv_last"}
@@ -132,8 +137,7 @@ def srdiff_unet_state(state: dict) -> dict:
              (r"mid\.(\d)\.res_conv\.(weight|bias)", r"mid.\1.skip.\2")]
     renamed = {}
     for key, value in state.items():
-        key = re.sub(r"^downs\.", "down.", re.sub(r"^ups\.", "up.", key))
-        key = re.sub(r"^mid_block(\d)\.", lambda m: f"mid.{int(m[1]) - 1}.", key)
+        key = re.sub(r"^mid_block(\d)\.", lambda m: f"mid.{int(m[1]) - 1}.", _singular(key))
         renamed[key] = value
     return _rename(renamed, [
         (r"cond_proj\.(weight|bias)", r"cond_proj.\1"),
@@ -154,7 +158,7 @@ def sr3_unet_state(state: dict) -> dict:
         m = re.match(r"downs\.(\d+)\.(.*)", key)
         if m:
             key = "conv_in." + m[2] if m[1] == "0" else f"down.{int(m[1]) - 1}.{m[2]}"
-        renamed[re.sub(r"^ups\.", "up.", key)] = value
+        renamed[_singular(key)] = value
     attn = {k.rsplit(".attn.", 1)[0] for k in renamed if ".attn." in k}
 
     def block_prefix(m):  # a block with attention is our _AttnBlock: its ResBlock is .block
@@ -224,8 +228,8 @@ def import_srdiff(path: str | os.PathLike) -> tuple[dict, dict]:
         state = ckpt["state_dict"]["model"]
     except (KeyError, TypeError) as err:
         raise ValueError(f"{path}: not an SRDiff checkpoint (no state_dict.model)") from err
-    denoise = _unsorted_keys(state, "denoise_fn.")
-    rrdb = _unsorted_keys(state, "rrdb.")
+    denoise = _strip_prefix(state, "denoise_fn.")
+    rrdb = _strip_prefix(state, "rrdb.")
     if not denoise or not rrdb:
         raise ValueError(f"{path}: an SRDiff checkpoint needs denoise_fn.* and rrdb.* weights")
     blocks = len({k.split(".")[1] for k in rrdb if k.startswith("RRDB_trunk.")})
@@ -265,13 +269,13 @@ def import_sr3(path: str | os.PathLike, *, scale: int, norm_groups: int = 32,
     state = _load_released(path)
     if not isinstance(state, dict) or "denoise_fn.noise_level_mlp.1.weight" not in state:
         raise ValueError(f"{path}: not an SR3 generator state dict (no denoise_fn.noise_level_mlp)")
-    denoise = _unsorted_keys(state, "denoise_fn.")
+    denoise = _strip_prefix(state, "denoise_fn.")
     inner = denoise["noise_level_mlp.1.weight"].shape[1]
     down_blocks = sorted({int(k.split(".")[1]) for k in denoise if k.startswith("downs.")
                           and ".res_block." in k})
     down_convs = sorted({int(k.split(".")[1]) for k in denoise
                          if re.fullmatch(r"downs\.\d+\.conv\.weight", k)})
-    levels, blocks, channels, attention = [], [], [], []
+    blocks, channels, attention = [], [], []
     count, level = 0, 0
     for i in range(1, max(down_blocks + down_convs) + 1):
         if i in down_convs:

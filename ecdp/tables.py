@@ -35,11 +35,13 @@ def _fmt(value, decimals: int, std=None) -> str:
 
 def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
                 metrics: list[str], protocol: str = "paper",
-                extra: dict[str, dict] | None = None) -> pd.DataFrame:
+                extra: dict[str, dict] | None = None,
+                reference_rows: dict[str, str] | None = None) -> pd.DataFrame:
     """Long table: one row per (experiment, metric) with reproduced, paper and a note.
 
     rows: experiment -> label, in display order. extra: experiment -> {metric: value} for
-    columns that do not come from evaluation (e.g. parameter counts).
+    columns that do not come from evaluation (e.g. parameter counts). reference_rows:
+    experiment -> the paper row it reproduces (default: the experiment's own name).
     """
     summary = summary[summary["protocol_name"] == protocol].set_index("experiment")
     paper_rows = reference.get("rows", {})
@@ -59,7 +61,8 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
                 value, std = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
                 if metric == "lpips" and math.isnan(value):
                     note = f"LPIPS {row['lpips_weights']}"
-            paper = paper_rows.get(experiment, {}).get(metric)
+            paper = paper_rows.get((reference_rows or {}).get(experiment, experiment),
+                                   {}).get(metric)
             budget = (summary.loc[experiment, "budget"] if experiment in summary.index
                       else "none")
             out.append({"experiment": experiment, "label": label, "metric": metric,

@@ -18,9 +18,32 @@ def test_paper_configs_match_reported_parameter_counts(name, blocks, taps, unet_
     assert total == pytest.approx(paper_m, rel=0.01)
 
 
-def test_rrdbnet_has_esrgan_size():
+def test_rrdbnet_sizes_of_both_releases():
+    """ECDP's RRDBNet has no ESRGAN trunk conv (16.661M); ESRGAN's / SRDiff's has (16.698M)."""
     with torch.device("meta"):
-        assert count_parameters(RRDBNet(scale=4)) / 1e6 == pytest.approx(16.7, rel=0.01)
+        assert count_parameters(RRDBNet(scale=4)) == 16_661_059
+        assert count_parameters(RRDBNet(scale=4, trunk_conv=True)) == 16_697_987
+
+
+def test_released_inits():
+    """ECDP's release: conv biases zero, block output convs x1e-3, 1x1 skips x0.1, dense-block
+    weights and biases x0.1; SR3's: orthogonal weights."""
+    from baselines.sr3 import SR3
+    torch.manual_seed(0)
+    unet = ScoreUNet(channels=(8, 16), blocks=(1, 1), time_channels=8, cond_channels=4)
+    convs = [m for m in unet.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(float(c.bias.abs().max()) == 0 for c in convs)
+    block = unet.down[2]  # 8 -> 16 channels: a 1x1 skip; PyTorch's default bound 1 / sqrt(8)
+    assert 0.05 / 8**0.5 < block.skip.weight.abs().max() <= 0.1 / 8**0.5 + 1e-9
+    assert 0 < block.conv2.weight.abs().max() <= 1e-3 / (16 * 9) ** 0.5 + 1e-9
+    rrdb = RRDBNet(scale=4, features=8, growth=4, blocks=1)
+    dense = rrdb.trunk.blocks[0].blocks[0].convs[0]
+    bound = 1 / (8 * 9) ** 0.5  # PyTorch's default uniform bound for this conv
+    assert dense.bias.abs().max() <= 0.1 * bound + 1e-9 and dense.bias.abs().max() > 0
+    assert dense.weight.abs().max() <= 0.1 * bound + 1e-9
+    sr3 = SR3(scale=4, net={"channels": [8], "blocks": [1], "time_channels": 8, "norm_groups": 4})
+    w = sr3.unet.conv_in.weight.flatten(1)  # (8, 54): orthonormal rows
+    assert torch.allclose(w @ w.T, torch.eye(8), atol=1e-5)
 
 
 def test_shapes_and_odd_sizes():

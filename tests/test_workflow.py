@@ -282,3 +282,33 @@ def test_schema_defaults_are_the_released_values():
         for key in path:
             got = got[key]
         assert got == pytest.approx(value) if isinstance(value, float) else got == value, path
+
+
+@pytest.mark.slow
+def test_published_checkpoint_is_sampled_and_tabled_without_training(tmp_path):
+    """An experiment that names a checkpoint (here SRDiff as its release saved it, converted by
+    ecdp import-checkpoint) runs sampling, metrics and tables, and trains nothing; its cells sit
+    beside the paper row it reproduces (``reference_row``)."""
+    from ecdp.cli import main as cli
+
+    ckpt = tmp_path / "resources" / "checkpoints" / "srdiff.pt"
+    assert cli(["import-checkpoint", "srdiff",
+                str(ROOT / "tests" / "data" / "released" / "srdiff_release_saved.ckpt"),
+                str(ckpt)]) == 0
+    published = tmp_path / "published.yaml"
+    published.write_text(
+        "evaluation: {limit: 1, seeds: 1, crop: 32, timing: {warmup: 0, repeats: 1}}\n"
+        "experiments:\n"
+        "  srdiff-published: {method: srdiff, checkpoint: resources/checkpoints/srdiff.pt,\n"
+        "                     reference_row: srdiff, label: SRDiff (published)}\n"
+        "run: [bicubic, srdiff-published]\n"
+        "tables:\n"
+        "  table1: {reference: table1, experiments: [bicubic, srdiff-published],"
+        " metrics: [psnr, lr_psnr]}\n")
+    jobs = planned(tmp_path, "all", "--configfile", str(published))
+    assert jobs["super_resolve"] == 2 and not {j for j in jobs if j.startswith(("train", "fine"))}
+    snakemake(tmp_path, "all", "--cores", "2", "--configfile", str(published))
+    t1 = pd.read_csv(tmp_path / "results" / "sample-photos" / "x4" / "tables" / "table1.csv")
+    row = t1[(t1.experiment == "srdiff-published") & (t1.metric == "psnr")].iloc[0]
+    assert row.paper == 27.41 and 0 < row.reproduced < 60
+    assert "published SRDiff checkpoint" in row.budget

@@ -19,6 +19,7 @@ rule table:
     params:
         table=lambda w: TABLES[w.table],
         labels={k: v.get("label", k) for k, v in config["experiments"].items()},
+        reference_rows={k: v.get("reference_row", k) for k, v in config["experiments"].items()},
         dataset=DATASET,
         scale=SCALE,
     conda:

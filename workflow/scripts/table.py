@@ -9,12 +9,13 @@ from ecdp.tables import build_table, timing_extra, write_table
 
 
 def main(*, summary: str, reference: str, output_stem: str, name: str, table: dict,
-         labels: dict, dataset: str, scale: int, timing: str | None = None) -> None:
+         labels: dict, dataset: str, scale: int, timing: str | None = None,
+         reference_rows: dict | None = None) -> None:
     paper = yaml.safe_load(Path(reference).read_text())[table["reference"]]
     rows = {e: labels.get(e, e) for e in table["experiments"]}
     extra = timing_extra(pd.read_csv(timing)) if timing else None
     long = build_table(pd.read_csv(summary), paper, rows=rows, metrics=table["metrics"],
-                       protocol=table["protocol"], extra=extra)
+                       protocol=table["protocol"], extra=extra, reference_rows=reference_rows)
     title = (f"{table.get('title') or name}: {dataset} x{scale}, reproduced beside "
              f"{paper['caption']}")
     write_table(long, output_stem, title=title)
@@ -27,4 +28,5 @@ if "snakemake" in globals():
              output_stem=str(Path(snakemake.output.md).with_suffix("")),
              name=snakemake.wildcards.table, table=dict(snakemake.params.table),
              labels=dict(snakemake.params.labels), dataset=snakemake.params.dataset,
-             scale=snakemake.params.scale, timing=snakemake.input.get("timing") or None)
+             scale=snakemake.params.scale, timing=snakemake.input.get("timing") or None,
+             reference_rows=dict(snakemake.params.reference_rows))
