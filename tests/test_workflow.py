@@ -207,7 +207,7 @@ def test_paper_div2k_preset_plans_the_full_dag(tmp_path):
 def test_one_ablation_reruns_alone(tmp_path):
     jobs = planned(tmp_path, "results/sample-photos/x4/metrics/ecdp-x0.csv")
     assert jobs["train_ecdp_stage1"] == 1 and jobs["train_ecdp_stage2"] == 1
-    assert jobs["super_resolve"] == 3 and "train_srdiff" not in jobs
+    assert jobs["super_resolve"] == 2 and "train_srdiff" not in jobs  # evaluation.seeds: 2
 
 
 def test_iq_not_available_for_a_method_is_rejected(tmp_path):
