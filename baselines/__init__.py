@@ -28,14 +28,19 @@ class SuperResolver(Protocol):
         ...
 
 
-def _ecdp(*, checkpoint, device: str = "cpu", k: float | None = None, sampler: dict | None = None,
-          **_) -> ECDP:
-    return ECDP.load(checkpoint, device=device, k=k, sampler=sampler)
+def _ecdp(*, checkpoint, device: str = "cpu", k: float | None = None,
+          sampling: dict | None = None, **_) -> ECDP:
+    return ECDP.load(checkpoint, device=device, k=k, sampling=sampling)
 
 
 def _ddpm(cls):
-    def build(*, checkpoint, device: str = "cpu", sample_steps: int | None = None, **_):
-        return cls.load(checkpoint, device=device, sample_steps=sample_steps).eval()
+    def build(*, checkpoint, device: str = "cpu", sampling: dict | None = None, **_):
+        """sampling: {steps}: the respaced chain's length (None: all of the model's steps)."""
+        spec = dict(sampling or {})
+        unknown = set(spec) - {"steps"}
+        if unknown:
+            raise ValueError(f"{cls.name} sampling takes only 'steps', not {sorted(unknown)}")
+        return cls.load(checkpoint, device=device, sample_steps=spec.get("steps")).eval()
     return build
 
 
@@ -56,10 +61,10 @@ def build_method(kind: str, **kwargs) -> SuperResolver:
 
 
 def method_for(experiment: dict, *, scale: int, checkpoint=None, device="cpu",
-               sample_steps: int | None = None) -> SuperResolver:
-    """The SuperResolver of one workflow experiment (its ``method``, ``k`` and ``sampler``).
-    ``k: auto`` was resolved by the training stage that chose it: the checkpoint holds it."""
+               sampling: dict | None = None) -> SuperResolver:
+    """The SuperResolver of one workflow experiment (its ``method`` and ``k``), sampled as
+    ``sampling`` (the method's resolved ``sampling`` config). ``k: auto`` was resolved by the
+    training stage that chose it: the checkpoint holds it."""
     k = experiment.get("k")
     return build_method(experiment["method"], scale=scale, checkpoint=checkpoint, device=device,
-                        k=None if k == "auto" else k, sampler=experiment.get("sampler"),
-                        sample_steps=sample_steps)
+                        k=None if k == "auto" else k, sampling=sampling)

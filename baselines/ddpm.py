@@ -114,6 +114,11 @@ class DDPMSuperResolver:
 
     stochastic = True
 
+    @property
+    def sampling(self) -> dict:
+        """How this model samples (recorded with its outputs)."""
+        return {"solver": "ancestral", "steps": self.sample_steps or self.schedule.steps}
+
     def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
         """One ancestral sample from x_T (drawn when None) -> (image, NFE)."""
         eps_fn = self.eps_fn(lr)

@@ -103,20 +103,18 @@ def measure(nfe: int, adjoint: bool, patch: int, batch: int, device: str) -> dic
     from ecdp.losses import image_quality_loss
     from ecdp.model import ECDP
 
+    from ecdp.samplers import make_solver
+
     torch.manual_seed(0)
-    model = ECDP.from_config({**SMALL, "sampler": {"method": "euler", "nfe": nfe}}, scale=4,
-                             sigma=0.04).to(device)
+    model = ECDP.from_config(SMALL, scale=4, sigma=0.2).to(device)
     features = VGGFeatures(None).to(device)
     hr = torch.rand(batch, 3, patch, patch, device=device)
     lr = torch.nn.functional.avg_pool2d(hr, 4)
-    x1 = model.condition(lr)[0].detach() + 0.04 * torch.randn_like(hr)
+    x1 = model.condition(lr)[0].detach() + 0.2 * torch.randn_like(hr)
+    solver = make_solver({"solver": "euler", "nfe": nfe, "adjoint": adjoint})
 
-    def step():
-        if adjoint:
-            loss, _ = image_quality_loss(model, features, lr, hr, x1)
-        else:
-            sample, _ = model.sample(lr, x1=x1, adjoint=False)
-            loss = torch.nn.functional.l1_loss(features(sample), features(hr))
+    def step():  # L_IQ through the adjoint, or plain backprop through every solver step
+        loss, _ = image_quality_loss(model, features, lr, hr, x1, solver=solver)
         loss.backward()
 
     peak = peak_of(step, device)

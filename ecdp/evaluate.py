@@ -34,27 +34,51 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return torch.floor(x[0].detach().clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).cpu().numpy()
 
 
+def _batches(pairs: list[dict], lrs: list[torch.Tensor], size: int):
+    """Consecutive runs of same-shaped LR images, at most ``size`` long."""
+    batch = []
+    for pair, lr in zip(pairs, lrs):
+        if batch and (len(batch) == size or batch[0][1].shape != lr.shape):
+            yield batch
+            batch = []
+        batch.append((pair, lr))
+    if batch:
+        yield batch
+
+
 def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os.PathLike, *,
                         seed: int, device: str | torch.device = "cpu",
                         progress: bool = True) -> dict:
+    """Every pair's SR image and, last, the manifest. A method with ``batch`` > 1 (ECDP with a
+    fixed-step solver) solves up to that many same-sized images at once, each with its own
+    generator, so every image gets what it would alone; seconds are per image."""
     base, pairs = load_pairs(pairs_manifest)
     out = Path(out)
     images = []
-    for pair in tqdm(pairs["pairs"], desc=f"{method.name} seed {seed}", disable=not progress):
-        lr = to_tensor(read_image(base / pair["lr"]), device)
-        generator = image_generator(seed, pair["name"], device=device)
+    lrs = [to_tensor(read_image(base / pair["lr"]), device) for pair in pairs["pairs"]]
+    size = getattr(method, "batch", 1)
+    bar = tqdm(total=len(lrs), desc=f"{method.name} seed {seed}", disable=not progress)
+    for batch in _batches(pairs["pairs"], lrs, size):
+        names = [pair["name"] for pair, _ in batch]
+        generators = [image_generator(seed, name, device=device) for name in names]
+        lr = torch.cat([x for _, x in batch])
         start = time.perf_counter()
         with torch.no_grad():
-            sr, nfe = method.super_resolve(lr, generator=generator, image=pair["name"])
+            sr, nfe = method.super_resolve(lr, generator=generators if size > 1 else generators[0],
+                                           image=names[0] if len(names) == 1 else ",".join(names))
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-        path = out / f"{pair['name']}.png"
-        write_png(path, to_uint8(sr))
-        images.append({"name": pair["name"], "path": path.name, "sha256": sha256_file(path),
-                       "seconds": seconds, "nfe": int(nfe)})
+        seconds = (time.perf_counter() - start) / len(batch)
+        for i, name in enumerate(names):
+            path = out / f"{name}.png"
+            write_png(path, to_uint8(sr[i:i + 1]))
+            images.append({"name": name, "path": path.name, "sha256": sha256_file(path),
+                           "seconds": seconds, "nfe": int(nfe), "batch": len(batch)})
+        bar.update(len(batch))
+    bar.close()
     manifest = {"method": method.name, "seed": seed, "device": str(device),
                 "pairs": str(pairs_manifest), "images": images,
+                "sampling": getattr(method, "sampling", None),
                 **getattr(method, "provenance", {})}
     write_json(out.with_suffix(".json"), manifest)
     return manifest

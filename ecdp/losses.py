@@ -40,13 +40,12 @@ def score_matching_loss(model, lr: torch.Tensor, hr: torch.Tensor, t: torch.Tens
 
 
 def image_quality_loss(model, features, lr: torch.Tensor, hr: torch.Tensor, x1: torch.Tensor, *,
-                       train_encoder: bool = False, sde_steps: int | None = None,
-                       generator: torch.Generator | None = None,
-                       **sampler) -> tuple[torch.Tensor, dict]:
-    """L_IQ through a probability-flow sample (adjoint) or, with ``sde_steps``, through the
-    checkpointed reverse-SDE sampler. x1: prior noise state, like hr."""
-    sample, nfe = model.sample(lr, x1=x1, adjoint=sde_steps is None, train_encoder=train_encoder,
-                               sde_steps=sde_steps, generator=generator, **sampler)
+                       solver, train_encoder: bool = False,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    """L_IQ through a sample of ``solver`` (``ecdp.samplers.make_solver``: the released solve
+    with ``adjoint``, or the checkpointed reverse SDE). x1: prior noise state, like hr."""
+    sample, nfe = model.sample(lr, x1=x1, solver=solver, train_encoder=train_encoder,
+                               generator=generator)
     loss = F.l1_loss(features(sample), features(hr))
     return loss, {"iq": float(loss.detach()), "nfe": nfe}
 

@@ -1,9 +1,9 @@
 """ECDP = RRDB LR encoder + score U-Net + the conditional SDE and a parametrization.
 
-Everything is in z = (x - mu) / sigma inside; the score handed to samplers is in x-space.
+Everything is in z = (x - mu) / sigma inside; samplers integrate z with the noise prediction.
 
     model = ECDP.load("ecdp.pt")           # EMA weights, config from the checkpoint
-    sr, nfe = model.upscale(lr)            # lr: (B, 3, h, w) in [0, 1]
+    sr, nfe = model.upscale(lr)            # lr: (B, 3, h, w) in [0, 1]; the released solve
 """
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from .degradation import upsample
 from .nets import RRDBEncoder, ScoreUNet
 from .parametrization import Parametrization
 from .rng import randn_like
-from .samplers import RELEASED_TIME_SCALE, probability_flow_z, reverse_sde_sample
+from .samplers import ADAPTIVE, FIXED_STEP_EVALS, RELEASED_SAMPLING, make_solver
 from .sde import ConditionalVPSDE
 
-__all__ = ["ECDP", "DEFAULT_SAMPLER"]
+__all__ = ["ECDP", "BATCHABLE"]
 
-# The released solve (METHOD.md "Probability flow"): dopri5 at 1e-3 in z, tau = 300 t, to 1/3000.
-DEFAULT_SAMPLER = {"method": "dopri5", "rtol": 1e-3, "atol": 1e-3, "t_end": 1 / 3000,
-                   "nfe": None, "temperature": 1.0, "time_scale": RELEASED_TIME_SCALE}
+# Deterministic fixed-step solvers: an image's result does not depend on its batch.
+BATCHABLE = (*FIXED_STEP_EVALS, "dpmpp_2m", "dpm_solver_3")
 
 
 class ECDP(nn.Module):
@@ -31,18 +30,18 @@ class ECDP(nn.Module):
     stochastic = True
 
     def __init__(self, *, encoder: RRDBEncoder, unet: ScoreUNet, sde: ConditionalVPSDE,
-                 parametrization: Parametrization, scale: int, sampler: dict | None = None):
+                 parametrization: Parametrization, scale: int):
         super().__init__()
         self.encoder, self.unet = encoder, unet
         self.sde, self.parametrization, self.scale = sde, parametrization, scale
-        self.sampler = {**DEFAULT_SAMPLER, **(sampler or {})}
+        self.set_sampling(None)
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_config(cls, net: dict, *, scale: int, sigma: float, encoder: RRDBEncoder | None = None,
                     parametrization: Parametrization | None = None) -> "ECDP":
-        """net: the resolved ``model`` config (encoder, unet, sde, parametrization, sampler);
+        """net: the resolved ``model`` config (encoder, unet, sde, parametrization, k);
         ``unet.time_scale`` is required (the U-Net embeds time_scale * t; released 300)."""
         enc = net["encoder"]
         if "time_scale" not in net["unet"]:
@@ -58,16 +57,17 @@ class ECDP(nn.Module):
                          time_scale=float(net["unet"]["time_scale"]))
         sde = ConditionalVPSDE(net["sde"]["beta_min"], net["sde"]["beta_max"], sigma)
         p = parametrization or Parametrization(net["parametrization"], float(net.get("k", 1.0)))
-        return cls(encoder=encoder, unet=unet, sde=sde, parametrization=p, scale=scale,
-                   sampler=net.get("sampler"))
+        return cls(encoder=encoder, unet=unet, sde=sde, parametrization=p, scale=scale)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, weights: str = "ema",
              device: str | torch.device = "cpu", k: float | None = None,
-             sampler: dict | None = None) -> "ECDP":
+             sampling: dict | None = None) -> "ECDP":
         """A trained model from a checkpoint written by ``ecdp.checkpoint.save_checkpoint``.
 
-        ``k`` overrides the hybrid's k and ``sampler`` the solver settings stored in it.
+        ``k`` overrides the hybrid's k; ``sampling`` is the evaluation sampler (``set_sampling``;
+        default: the released solve). Checkpoints hold no sampler: how a model is sampled is an
+        evaluation choice.
         """
         from .checkpoint import load_checkpoint, restore
 
@@ -76,29 +76,42 @@ class ECDP(nn.Module):
         p = Parametrization(meta["parametrization"], float(meta["k"] if k is None else k))
         model = cls.from_config(meta["model"], scale=meta["scale"], sigma=meta["sigma"],
                                 parametrization=p)
-        model.sampler.update(sampler or {})
-        return restore(model, ckpt, weights=weights, path=path).to(device)
+        model = restore(model, ckpt, weights=weights, path=path).to(device)
+        return model.set_sampling(sampling)
+
+    def set_sampling(self, sampling: dict | None) -> "ECDP":
+        """How ``super_resolve`` / ``upscale`` sample: a solver spec (``make_solver``; None: the
+        released solve) plus ``temperature`` (prior scale, 1 as released), ``channels_last``
+        (memory format of the evaluation, same numbers to ~1e-6) and ``batch`` (images per solve
+        in evaluation: fixed-step solvers only, since an adaptive solver would share its steps
+        and so its NFE across the batch)."""
+        spec = dict(RELEASED_SAMPLING if sampling is None else sampling)
+        self.temperature = float(spec.pop("temperature", 1.0))
+        self.channels_last = bool(spec.pop("channels_last", False))
+        self.batch = int(spec.pop("batch", 1))
+        name = spec.get("solver", "dopri5")
+        if self.batch > 1 and name not in BATCHABLE:
+            raise ValueError(f"sampling batch {self.batch} with solver {name}: "
+                             + ("its adaptive steps (and NFE) would be shared across the batch"
+                                if name in ADAPTIVE else "its noise would depend on the batch")
+                             + f"; use batch 1 or one of {', '.join(BATCHABLE)}")
+        self.solver, self.sampling = make_solver(spec), {**spec, "temperature": self.temperature}
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        return self
 
     # ------------------------------------------------------------------ the score
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, feats: torch.Tensor):
-        """The two heads: (eps_head, z0_head), each (B, 3, H, W)."""
-        return self.unet(z_t, t, feats).chunk(2, dim=1)
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, feats: torch.Tensor | None = None, *,
+                conditioning: list | None = None):
+        """The two heads: (eps_head, z0_head), each (B, 3, H, W). ``conditioning``: the U-Net's
+        per-block LR conditioning, precomputed once per sample (``unet.condition``)."""
+        return self.unet(z_t, t, feats, conditioning=conditioning).chunk(2, dim=1)
 
-    def eps_hat(self, z_t, t, feats):
+    def eps_hat(self, z_t, t, feats=None, *, conditioning=None):
         a_t, s_t = self.sde.coefficients(t, z_t)
-        eps_head, z0_head = self(z_t, t, feats)
+        eps_head, z0_head = self(z_t, t, feats, conditioning=conditioning)
         return self.parametrization.eps_hat(eps_head, z0_head, z_t, a_t, s_t)
-
-    def score_fn(self, mu: torch.Tensor, feats: torch.Tensor):
-        """score(x_t, t) = -eps_hat / (sigma s_t), for the samplers."""
-        sigma = self.sde.sigma
-
-        def score(x, t):
-            _, s_t = self.sde.coefficients(t, x)
-            return self.parametrization.score(self.eps_hat((x - mu) / sigma, t, feats), s_t, sigma)
-
-        return score
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, mu: torch.Tensor,
                 feats: torch.Tensor) -> torch.Tensor:
@@ -114,34 +127,45 @@ class ECDP(nn.Module):
 
     # ------------------------------------------------------------------ sampling
 
-    def sample(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
-               x1: torch.Tensor | None = None, adjoint: bool = False,
-               train_encoder: bool = False, sde_steps: int | None = None,
-               image: str = "batch", **sampler) -> tuple[torch.Tensor, int]:
-        """x_0 by probability flow (or the reverse SDE when ``sde_steps`` is given); with no
-        sampler arguments, the released solve (``DEFAULT_SAMPLER``). x1: the prior state
-        (x-space, like the HR), drawn from ``generator`` when None.
+    def prior(self, mu: torch.Tensor, generator=None, temperature: float = 1.0) -> torch.Tensor:
+        """z1 ~ N(0, temperature^2 I), eq. (13) in z; ``generator`` may be a list, one per image
+        (a batch then draws what each image alone would)."""
+        if isinstance(generator, (list, tuple)):
+            return torch.cat([temperature * randn_like(mu[i:i + 1], g)
+                              for i, g in enumerate(generator)])
+        return temperature * randn_like(mu, generator)
 
-        Differentiable: gradients reach the U-Net (through the adjoint when ``adjoint``), and the
-        encoder only when ``train_encoder``. Returns (x0 (B, 3, sH, sW), NFE).
+    def sample(self, lr: torch.Tensor, *, solver=None, generator=None,
+               x1: torch.Tensor | None = None, temperature: float | None = None,
+               train_encoder: bool = False, image: str = "batch") -> tuple[torch.Tensor, int]:
+        """x_0 from the prior by ``solver`` (``ecdp.samplers.make_solver``; default this model's
+        evaluation sampler, the released solve unless ``set_sampling`` chose another).
+        x1: the prior state (x-space, like the HR), drawn from ``generator`` when None; a
+        stochastic solver draws its noise from the same generator afterwards.
+
+        Differentiable: gradients reach the U-Net (through the adjoint for an adjoint solver),
+        and the encoder only when ``train_encoder``. Returns (x0 (B, 3, sH, sW), NFE).
         """
-        opts = {**self.sampler, **sampler}
+        solver = solver or self.solver
         mu, feats = self.condition(lr)
         if not train_encoder:
             feats = feats.detach()
+        conditioning = self.unet.condition(feats, mu.shape[-2:])  # once per sample
         sigma = self.sde.sigma
-        z1 = (opts["temperature"] * randn_like(mu, generator) if x1 is None
-              else (x1 - mu) / sigma)  # prior, eq. (13), in z
-        if sde_steps is not None:
-            return reverse_sde_sample(self.score_fn(mu, feats), self.sde, mu, mu + sigma * z1,
-                                      steps=sde_steps, generator=generator, t_end=opts["t_end"],
-                                      checkpoint=torch.is_grad_enabled(), image=image)
-        params = list(self.unet.parameters()) + ([feats] if train_encoder else [])
-        z0, nfe = probability_flow_z(lambda z, t: self.eps_hat(z, t, feats), self.sde, z1,
-                                     rtol=opts["rtol"], atol=opts["atol"], method=opts["method"],
-                                     t_end=opts["t_end"], nfe=opts["nfe"],
-                                     time_scale=opts["time_scale"], adjoint=adjoint,
-                                     adjoint_params=params if adjoint else None, image=image)
+        if x1 is None:
+            z1 = self.prior(mu, generator, self.temperature if temperature is None
+                            else temperature)
+        else:
+            z1 = (x1 - mu) / sigma
+        if self.channels_last:
+            z1 = z1.contiguous(memory_format=torch.channels_last)
+        # What the solver's function uses: the U-Net but for its conditioning convs, which act
+        # once, before it, through ``conditioning`` (listing both would count them twice).
+        outside = {id(p) for p in self.unet.condition_parameters()}
+        params = ([p for p in self.unet.parameters() if p.requires_grad and id(p) not in outside]
+                  + [c for c in (conditioning or []) if c.requires_grad])
+        z0, nfe = solver(lambda z, t: self.eps_hat(z, t, conditioning=conditioning), self.sde,
+                         z1, generator=generator, adjoint_params=params, image=image)
         return mu + sigma * z0, nfe
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,

@@ -74,6 +74,21 @@ class ConditionalVPSDE:
         beta = self.beta(_like(t, x))
         return -0.5 * beta * (x - mu) - self.sigma**2 * beta * score
 
+    def log_snr(self, t):
+        """lambda(t) = log(a_t / s_t), the half log signal-to-noise ratio DPM-Solver steps in."""
+        log_alpha_bar = -(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2)
+        if torch.is_tensor(t):
+            return 0.5 * (log_alpha_bar - torch.log(-torch.expm1(log_alpha_bar)))
+        return 0.5 * (log_alpha_bar - math.log(-math.expm1(log_alpha_bar)))
+
+    def t_of_log_snr(self, lam):
+        """The inverse of ``log_snr``: -log alpha_bar = softplus(-2 lambda) = L, and
+        beta_min t + (beta_max - beta_min) t^2 / 2 = L solved for t >= 0."""
+        lam = torch.as_tensor(lam, dtype=torch.float64)
+        big_l = torch.nn.functional.softplus(-2 * lam)
+        d = self.beta_max - self.beta_min
+        return 2 * big_l / (self.beta_min + torch.sqrt(self.beta_min**2 + 2 * d * big_l))
+
     def diffusion(self, t, x: torch.Tensor) -> torch.Tensor:
         """g(t) = sigma sqrt(beta(t))."""
         return self.sigma * self.beta(_like(t, x)).sqrt()

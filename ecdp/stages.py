@@ -24,6 +24,7 @@ from .model import ECDP
 from .nets import RRDBEncoder, RRDBNet, count_parameters
 from .parametrization import Parametrization, select_k
 from .rng import batch_generator, make_generator, seed_torch
+from .samplers import ADAPTIVE, FIXED_STEP_EVALS, RELEASED_SAMPLING, make_solver
 from .sde import estimate_sigma
 from .train import averaged, make_optimizer, make_scheduler, train_loop, world
 
@@ -201,12 +202,25 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
     return meta
 
 
+def iq_solver(cfg: dict):
+    """L_IQ's sampler: the released solve backpropagated with the adjoint (``sample: {}``, or
+    a whole solver spec of its own), or the reverse SDE in ``sde_steps`` checkpointed steps."""
+    if cfg["sampler"] == "sde":
+        return make_solver({"solver": "reverse_sde", "steps": cfg["sde_steps"],
+                            "checkpoint": True})
+    spec = dict(cfg["sample"]) if cfg["sample"] else dict(RELEASED_SAMPLING)
+    if spec.get("solver", "dopri5") in ADAPTIVE + tuple(FIXED_STEP_EVALS):
+        spec["adjoint"] = True  # memory independent of the number of steps
+    return make_solver(spec)
+
+
 def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: dict, cfg: dict,
                       k: float | str | None = None, seed: int = 0, device: str = "cpu",
                       progress: bool = True) -> dict:
     """cfg: {steps, batch_size, patch_size, lr, lr_encoder, ema_decay, clip_value, save_every,
     iq_weight, sm_weight, train_encoder, sampler ("ode" or "sde"), sde_steps,
-    allow_random_vgg, sample (solver overrides)}. ``k`` overrides the stage-1 k."""
+    allow_random_vgg, sample (L_IQ's solver spec; {}: the released solve)}. ``k`` overrides
+    the stage-1 k."""
     seed_torch(seed)  # dropout masks, if the U-Net has dropout
     ckpt = load_checkpoint(stage1_checkpoint, weights="ema")
     meta1 = ckpt["meta"]
@@ -233,15 +247,14 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
         model.encoder.requires_grad_(False)
     optimizer = make_optimizer(groups)
     scheduler = scheduler_for(optimizer, cfg)
-    sde_steps = cfg["sde_steps"] if cfg["sampler"] == "sde" else None
+    solver = iq_solver(cfg)
 
     def step(m, batch):
         lr, hr, t, eps, noise, generator = batch
         x1 = upsample(lr, scale) + m.sde.sigma * noise  # prior sample, eq. (13)
-        loss_iq, logs = image_quality_loss(m, features, lr, hr, x1,
+        loss_iq, logs = image_quality_loss(m, features, lr, hr, x1, solver=solver,
                                            train_encoder=cfg["train_encoder"],
-                                           sde_steps=sde_steps, generator=generator,
-                                           **cfg["sample"])
+                                           generator=generator)
         loss = cfg["iq_weight"] * loss_iq
         if cfg["sm_weight"]:
             loss_sm, sm_logs = score_matching_loss(m, lr, hr, t, eps)

@@ -11,8 +11,8 @@ TINY_MODEL = {
     "sde": {"beta_min": 0.1, "beta_max": 20.0, "sigma": 0.1},
     "parametrization": "hybrid",
     "k": 1.0,
-    "sampler": {"method": "euler", "nfe": 4},
 }
+TINY_SAMPLING = {"solver": "euler", "nfe": 4}
 
 
 @pytest.fixture
@@ -21,8 +21,9 @@ def tiny_ecdp():
 
     from ecdp.model import ECDP
 
-    def make(seed=0, **overrides):
+    def make(seed=0, sampling=TINY_SAMPLING, **overrides):
         torch.manual_seed(seed)
-        return ECDP.from_config({**TINY_MODEL, **overrides}, scale=4, sigma=0.1)
+        model = ECDP.from_config({**TINY_MODEL, **overrides}, scale=4, sigma=0.1)
+        return model.set_sampling(sampling)
 
     return make

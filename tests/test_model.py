@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, TINY_SAMPLING
 from PIL import Image
 
 from ecdp import ECDP
@@ -23,7 +23,7 @@ def _checkpoint(tmp_path, model):
 
 def test_load_and_upscale_is_seeded_and_shaped(tiny_ecdp, tmp_path):
     path = _checkpoint(tmp_path, tiny_ecdp())
-    model = ECDP.load(path)
+    model = ECDP.load(path, sampling=TINY_SAMPLING)
     assert model.provenance == {"weights": "ema step 3", "budget": "test budget",
                                 "checkpoint": str(path), "params": count_parameters(model)}
     lr = torch.rand(1, 3, 10, 12)
@@ -62,8 +62,7 @@ def test_tiles_cover_and_blend_without_seams():
 
 
 def test_tiled_upscale_of_ecdp_is_close_to_untiled_in_the_interior(tiny_ecdp):
-    model = tiny_ecdp()
-    model.sampler["temperature"] = 0.0  # deterministic: x1 = mu
+    model = tiny_ecdp(sampling={**TINY_SAMPLING, "temperature": 0.0})  # deterministic: x1 = mu
     lr = torch.rand(1, 3, 24, 24)
     full, _ = model.upscale(lr)
     tiles, _ = model.upscale(lr, tile=16, overlap=8)
@@ -82,3 +81,32 @@ def test_cli_upscale_writes_png(tiny_ecdp, tmp_path, capsys):
     assert cli(["upscale", str(tmp_path / "in.png"), str(tmp_path / "o2.png"), "--checkpoint",
                 str(tmp_path / "nope.pt")]) == 1
     assert not (tmp_path / "o2.png").exists()
+
+
+def test_conditioning_cache_batches_and_channels_last_change_nothing(tiny_ecdp):
+    """The speed-ups: per-sample LR conditioning (exactly the same numbers), several images per
+    fixed-step solve (each as it would be alone) and channels-last (within 1e-5)."""
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(3, 3, 8, 8, generator=g)
+    model = tiny_ecdp()
+    feats, z, t = model.encoder(lr), torch.randn(3, 3, 32, 32, generator=g), torch.tensor(0.3)
+    cached = model.unet.condition(feats, z.shape[-2:])
+    assert torch.equal(model.unet(z, t, feats), model.unet(z, t, conditioning=cached))
+
+    def generators():
+        return [torch.Generator().manual_seed(i) for i in range(3)]
+
+    spec = {"solver": "dpmpp_2m", "nfe": 6}
+    model.set_sampling({**spec, "batch": 3})
+    with torch.no_grad():
+        together, nfe = model.super_resolve(lr, generator=generators())
+        alone = torch.cat([model.super_resolve(lr[i:i + 1], generator=gen)[0]
+                           for i, gen in enumerate(generators())])
+        fast = tiny_ecdp(sampling={**spec, "channels_last": True})
+        in_cl = torch.cat([fast.super_resolve(lr[i:i + 1], generator=gen)[0]
+                           for i, gen in enumerate(generators())])
+    assert nfe == 6 and (together - alone).abs().max() < 1e-5
+    assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert (in_cl - alone).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="shared across the batch"):
+        model.set_sampling({"solver": "dopri5", "batch": 2})

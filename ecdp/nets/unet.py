@@ -38,7 +38,8 @@ class TimeEmbedding(nn.Module):
                                  nn.Linear(4 * channels, 4 * channels), nn.SiLU())
 
     def forward(self, t):
-        return self.mlp(timestep_embedding(t, self.channels, scale=self.time_scale))
+        emb = timestep_embedding(t, self.channels, scale=self.time_scale)
+        return self.mlp(emb.to(self.mlp[0].weight.dtype))
 
 
 def _norm(channels: int, groups: int | None = None) -> nn.GroupNorm:
@@ -66,10 +67,15 @@ class ResBlock(nn.Module):
         self.conv2 = _zero(nn.Conv2d(out_ch, out_ch, 3, padding=1))
         self.skip = _zero(nn.Conv2d(in_ch, out_ch, 1), 0.1) if in_ch != out_ch else nn.Identity()
 
+    def project(self, cond: torch.Tensor) -> torch.Tensor:
+        """This block's LR conditioning: the 1x1 conv of the features at its resolution."""
+        return self.cond(cond)
+
     def forward(self, x, temb, cond=None):
+        """cond: this block's projected conditioning (``project``), or None."""
         h = self.conv1(F.silu(self.norm1(x))) + self.time(temb)[:, :, None, None]
-        if self.cond is not None:
-            h = h + self.cond(cond)
+        if cond is not None:
+            h = h + cond
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
@@ -98,6 +104,9 @@ class _AttnBlock(nn.Module):
         super().__init__()
         self.block, self.attn = block, SelfAttention(channels, norm_groups)
 
+    def project(self, cond):
+        return self.block.project(cond)
+
     def forward(self, x, temb, cond=None):
         return self.attn(self.block(x, temb, cond))
 
@@ -106,6 +115,9 @@ class ScoreUNet(nn.Module):
     """z_t: (B, in_ch, H, W), t: (B,) in [0, 1], cond: (B, cond_ch, h, w) -> (B, out_ch, H, W).
 
     H and W need not be multiples of 2^levels: skips are cropped to match (as the release).
+    The LR conditioning of every block depends on the LR alone: ``condition(cond, (H, W))``
+    computes it once (resize per resolution, each block's 1x1 conv), and ``forward`` takes it
+    as ``conditioning`` (a sampler reuses it at every evaluation; exactly the same numbers).
     ``attention_levels`` / ``mid_attention`` add self-attention after those blocks (SR3).
     ``embedding`` maps t (B,) to (B, embedding.out_channels); default ``TimeEmbedding`` of
     ``time_channels`` at ``time_scale`` (ECDP's; SR3 passes its noise-level embedding).
@@ -131,10 +143,12 @@ class ScoreUNet(nn.Module):
 
         self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()  # entries: ResBlock or a strided conv
+        self.block_levels = []  # resolution level of every residual block, in call order
         skips, ch = [channels[0]], channels[0]
         for level, (c, n) in enumerate(zip(channels, blocks)):
             for _ in range(n):
                 self.down.append(block(ch, c, level))
+                self.block_levels.append(level)
                 ch = c
                 skips.append(ch)
             if level < len(channels) - 1:
@@ -142,10 +156,12 @@ class ScoreUNet(nn.Module):
                 skips.append(ch)
         self.mid = nn.ModuleList([block(ch, ch, "mid" if mid_attention else None),
                                   block(ch, ch)])
+        self.block_levels += [len(channels) - 1] * 2
         self.up = nn.ModuleList()
         for level in reversed(range(len(channels))):
             for _ in range(blocks[level] + 1):
                 self.up.append(block(ch + skips.pop(), channels[level], level))
+                self.block_levels.append(level)
                 ch = channels[level]
             if level > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
@@ -157,29 +173,58 @@ class ScoreUNet(nn.Module):
             if isinstance(module, nn.Conv2d) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, z_t, t, cond):
-        temb = self.time_mlp(t.expand(z_t.shape[0]))
-        resized = {}
+    def level_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
+        """(H, W) at every level: each stride-2 conv (padding 1) gives ceil(H / 2)."""
+        sizes = [tuple(size)]
+        for _ in range(max(self.block_levels)):
+            sizes.append(tuple(-(-n // 2) for n in sizes[-1]))
+        return sizes
 
-        def cond_at(h):  # LR features at h's resolution, resized once per resolution
-            size = tuple(h.shape[-2:])
-            if cond is not None and size not in resized:
-                resized[size] = F.interpolate(cond, size=size, mode="bilinear",
-                                              align_corners=False)
-            return resized.get(size)
+    def blocks(self) -> list[nn.Module]:
+        return [m for m in (*self.down, *self.mid, *self.up) if isinstance(m, _BLOCKS)]
+
+    def condition_parameters(self) -> list[nn.Parameter]:
+        """The 1x1 convs' parameters: they act only in ``condition``, outside the solver's
+        function (an adjoint solve must not list them beside the conditioning they make, or
+        their gradient would be counted twice)."""
+        convs = [(b.block if isinstance(b, _AttnBlock) else b).cond for b in self.blocks()]
+        return [p for conv in convs if conv is not None for p in conv.parameters()]
+
+    def condition(self, cond: torch.Tensor, size: tuple[int, int]) -> list[torch.Tensor] | None:
+        """Every block's projected LR conditioning for an input of ``size`` (H, W): the features
+        resized (bilinear, once per resolution) and passed through the block's 1x1 conv."""
+        if cond is None:
+            return None
+        sizes, resized = self.level_sizes(size), {}
+        out = []
+        for block, level in zip(self.blocks(), self.block_levels):
+            if level not in resized:
+                resized[level] = F.interpolate(cond, size=sizes[level], mode="bilinear",
+                                               align_corners=False)
+            out.append(block.project(resized[level]))
+        return out
+
+    def forward(self, z_t, t, cond=None, *, conditioning=None):
+        """cond: LR features (B, C, h, w), or their ``condition`` precomputed as ``conditioning``."""
+        if conditioning is None:
+            conditioning = self.condition(cond, z_t.shape[-2:])
+        per_block = iter(conditioning) if conditioning is not None else None
+        temb = self.time_mlp(t.expand(z_t.shape[0]))
+
+        def run(layer, h):
+            return layer(h, temb, next(per_block) if per_block is not None else None)
 
         h = self.conv_in(z_t)
         feats = [h]
         for layer in self.down:
-            h = layer(h, temb, cond_at(h)) if isinstance(layer, _BLOCKS) else layer(h)
+            h = run(layer, h) if isinstance(layer, _BLOCKS) else layer(h)
             feats.append(h)
         for layer in self.mid:
-            h = layer(h, temb, cond_at(h))
+            h = run(layer, h)
         for layer in self.up:
             if isinstance(layer, _BLOCKS):
                 skip = feats.pop()
-                h = torch.cat([h[..., : skip.shape[-2], : skip.shape[-1]], skip], dim=1)
-                h = layer(h, temb, cond_at(h))
+                h = run(layer, torch.cat([h[..., : skip.shape[-2], : skip.shape[-1]], skip], dim=1))
             else:
                 h = layer(h)
         return self.out(h)
