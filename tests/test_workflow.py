@@ -182,6 +182,41 @@ def test_protocol_or_rendering_changes_rerun_no_training(smoke_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_sampling_gpus_and_labels_never_retrain(smoke_run, tmp_path):
+    """How a model is sampled is an evaluation choice, GPUs a runtime setting, a label display:
+    none of them re-runs a training; a label re-runs only what shows it."""
+    sampling = tmp_path / "sampling.yaml"
+    sampling.write_text("sampling:\n  ecdp: {solver: dpmpp_2m, nfe: 6}\n")
+    jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(sampling))
+    assert jobs["super_resolve"] == 9 * 2 and jobs["timing"] == 9, jobs
+    assert not {j for j in jobs if j.startswith(("train", "finetune"))}, jobs
+    gpus = tmp_path / "gpus.yaml"
+    gpus.write_text("training: {gpus: 2}\n")
+    assert planned(smoke_run, "all", "--configfile", SMOKE, str(gpus)) == {}
+    label = tmp_path / "label.yaml"
+    label.write_text("experiments:\n  ecdp: {label: ECDP renamed}\n")
+    jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(label))
+    assert set(jobs) <= {"table", "crop_grid", "all"} and jobs.get("table"), jobs
+
+
+@pytest.mark.slow
+def test_sampling_study_runs_alone_on_the_trained_models(smoke_run):
+    """snakemake sampling_study: the study's table and figure from the smoke run's models,
+    without training or evaluating anything again."""
+    jobs = planned(smoke_run, "sampling_study", "--configfile", SMOKE)
+    assert set(jobs) == {"sampling_study_run", "sampling_report", "sampling_study"}, jobs
+    snakemake(smoke_run, "sampling_study", "--cores", "2", "--configfile", SMOKE)
+    base = smoke_run / "results" / "sample-photos" / "x4"
+    summary = pd.read_csv(base / "tables" / "sampling.csv")
+    assert set(summary.solver) == {"dopri5", "dpmpp_2m", "euler"}
+    assert summary[summary.solver == "dpmpp_2m"].nfe.tolist() == [4]
+    assert (summary.rms_to_reference > 0).all() and summary.psnr.notna().all()
+    md = (base / "tables" / "sampling.md").read_text()
+    assert "reference" in md and "| dpmpp_2m | NFE 4 |" in md
+    assert (base / "figures" / "sampling.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
 def test_report_collects_tables_and_figures(smoke_run):
     snakemake(smoke_run, "--cores", "1", "--report", "report.zip", "--configfile", SMOKE)
     import zipfile

@@ -2,6 +2,7 @@
 import os
 import re
 
+import ecdp.samplers
 import ecdp.tables
 
 DATASET = config["dataset"]
@@ -44,6 +45,8 @@ for _e in config["experiments"]:
         )
     if "sigma" in _spec and _spec["method"] != "ecdp":
         raise ValueError(f"experiments.{_e}.sigma: only ECDP experiments have a sigma")
+    if "sampling" in _spec and _spec["method"] not in config["sampling"]:
+        raise ValueError(f"experiments.{_e}.sampling: method {_spec['method']!r} has no sampler")
     if _spec.get("k") == "auto" and iq_of(_e) == "none" and config["model"]["k"] != "auto":
         raise ValueError(
             f"experiments.{_e}.k: auto is chosen by a training stage (L_IQ, or stage 1 with "
@@ -82,9 +85,30 @@ def sr_manifests(wildcards):
     )
 
 
-def sample_steps_of(experiment):
-    """Respaced sampler steps of a DDPM baseline (None: all of its steps; other methods)."""
-    return config["baselines"].get(EXPERIMENTS[experiment]["method"], {}).get("sample_steps")
+def method_of(experiment):
+    """The part of an experiment that sampling depends on: method and k (never the label)."""
+    spec = EXPERIMENTS[experiment]
+    return {"method": spec["method"], **({"k": spec["k"]} if "k" in spec else {})}
+
+
+def sampling_of(experiment):
+    """How an experiment samples: sampling.<method> with its own override (None: no sampler)."""
+    spec = config["experiments"][experiment]
+    defaults = config["sampling"].get(spec["method"])
+    if defaults is None:
+        return None
+    return ecdp.samplers.resolve_sampling(defaults, spec.get("sampling"))
+
+
+for _e, _spec in config["experiments"].items():  # a bad sampler is an error before any job
+    _sampling = sampling_of(_e)
+    if _spec["method"] == "ecdp":
+        try:
+            ecdp.samplers.make_solver(
+                {k: v for k, v in _sampling.items() if k not in ecdp.samplers.EVALUATION_KEYS}
+            )
+        except ValueError as err:
+            raise ValueError(f"sampling of experiment {_e!r} ({_sampling}): {err}") from None
 
 
 TABLE_DEFAULTS = {"metrics": ["lpips", "psnr", "ssim", "lr_psnr"], "protocol": "paper"}
@@ -144,11 +168,10 @@ def all_targets():
     return tables + figure_targets()
 
 
-def training_device():
-    return config["training"]["device"]
-
-
+# Runtime settings reach the scripts as resources, never as params: changing them re-runs nothing.
 TRAIN_GPUS = config["training"]["gpus"]
+TRAIN_DEVICE = config["training"]["device"]
+EVAL_DEVICE = config["evaluation"]["device"]
 
 
 def finetuned(method):

@@ -7,10 +7,11 @@ rule super_resolve:
     log:
         "logs/super_resolve/{dataset}_x{scale}_{experiment}_seed{seed}.log",
     params:
-        experiment=lambda w: EXPERIMENTS[w.experiment],
-        device=config["evaluation"]["device"],
-        sample_steps=lambda w: sample_steps_of(w.experiment),
+        method=lambda w: method_of(w.experiment),
+        sampling=lambda w: sampling_of(w.experiment),
     threads: workflow.cores
+    resources:
+        device=EVAL_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -28,11 +29,12 @@ rule timing:
     benchmark:
         "results/{dataset}/x{scale}/timing/{experiment}.benchmark.tsv"
     params:
-        experiment=lambda w: EXPERIMENTS[w.experiment],
-        device=config["evaluation"]["device"],
-        sample_steps=lambda w: sample_steps_of(w.experiment),
+        method=lambda w: method_of(w.experiment),
+        sampling=lambda w: sampling_of(w.experiment),
         timing=config["evaluation"]["timing"],
     threads: workflow.cores
+    resources:
+        device=EVAL_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:

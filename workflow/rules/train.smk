@@ -11,11 +11,10 @@ rule train_rrdb:
         net=lambda w: {k: v for k, v in RRDBNETS[w.rrdb].items() if k != "recipe"},
         cfg=lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]],
         seed=config["training"]["seed"],
-        device=training_device(),
-        gpus=TRAIN_GPUS,
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
+        device=TRAIN_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -40,11 +39,10 @@ rule train_ecdp_stage1:
         },
         cfg=config["training"]["stage1"],
         seed=config["training"]["seed"],
-        device=training_device(),
-        gpus=TRAIN_GPUS,
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
+        device=TRAIN_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -71,11 +69,10 @@ rule train_ecdp_stage2:
         },
         k=lambda w: EXPERIMENTS[w.experiment].get("k"),
         seed=config["training"]["seed"],
-        device=training_device(),
-        gpus=TRAIN_GPUS,
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
+        device=TRAIN_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -91,18 +88,13 @@ rule train_srdiff:
     log:
         "logs/train/{dataset}_x{scale}_srdiff.log",
     params:
-        net={
-            k: v
-            for k, v in config["baselines"]["srdiff"].items()
-            if k not in ("sample_steps", "encoder")
-        },
+        net={k: v for k, v in config["baselines"]["srdiff"].items() if k != "encoder"},
         cfg=config["training"]["srdiff"],
         seed=config["training"]["seed"],
-        device=training_device(),
-        gpus=TRAIN_GPUS,
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
+        device=TRAIN_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -120,11 +112,10 @@ rule train_sr3:
         sr3=config["baselines"]["sr3"],
         cfg=config["training"]["sr3"],
         seed=config["training"]["seed"],
-        device=training_device(),
-        gpus=TRAIN_GPUS,
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
+        device=TRAIN_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -146,11 +137,10 @@ rule finetune_iq:
         kind=lambda w: EXPERIMENTS[w.experiment]["method"],
         cfg=config["training"]["plusplus"],
         seed=config["training"]["seed"],
-        device=training_device(),
-        gpus=TRAIN_GPUS,
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
+        device=TRAIN_DEVICE,
     conda:
         "../envs/ecdp.yaml"
     script:

@@ -9,14 +9,14 @@ from ecdp.logs import logged
 from ecdp.train import resolve_device
 
 
-def main(*, pairs: str, output: str, experiment: dict, seed: int, scale: int, device: str,
-         threads: int, model: str | None = None, sample_steps: int | None = None) -> None:
+def main(*, pairs: str, output: str, method: dict, seed: int, scale: int, device: str,
+         threads: int, model: str | None = None, sampling: dict | None = None) -> None:
+    """method: {method, k}; sampling: the experiment's resolved sampling config."""
     torch.set_num_threads(threads)
     device = resolve_device(device)
-    method = method_for(experiment, scale=scale, checkpoint=model, device=device,
-                        sample_steps=sample_steps)
+    resolver = method_for(method, scale=scale, checkpoint=model, device=device, sampling=sampling)
     out = Path(output).with_suffix("")
-    manifest = super_resolve_pairs(method, pairs, out, seed=seed, device=device)
+    manifest = super_resolve_pairs(resolver, pairs, out, seed=seed, device=device)
     for image in manifest["images"]:
         print(f"{image['name']}: {image['seconds']:.2f} s, NFE {image['nfe']}")
 
@@ -24,7 +24,7 @@ def main(*, pairs: str, output: str, experiment: dict, seed: int, scale: int, de
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
         main(pairs=snakemake.input.pairs, output=snakemake.output[0],
-             experiment=dict(snakemake.params.experiment), seed=int(snakemake.wildcards.seed),
-             scale=int(snakemake.wildcards.scale), device=snakemake.params.device,
+             method=dict(snakemake.params.method), seed=int(snakemake.wildcards.seed),
+             scale=int(snakemake.wildcards.scale), device=snakemake.resources.device,
              threads=snakemake.threads, model=snakemake.input.get("model") or None,
-             sample_steps=snakemake.params.sample_steps)
+             sampling=snakemake.params.sampling)

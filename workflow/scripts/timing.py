@@ -13,19 +13,21 @@ from ecdp.timing import time_method
 from ecdp.train import resolve_device
 
 
-def main(*, pairs: str, output: str, experiment: dict, name: str, scale: int, device: str,
+def main(*, pairs: str, output: str, method: dict, name: str, scale: int, device: str,
          threads: int, timing: dict, model: str | None = None,
-         sample_steps: int | None = None) -> None:
+         sampling: dict | None = None) -> None:
+    """method: {method, k}; sampling: the experiment's resolved sampling config."""
     torch.set_num_threads(threads)
     device = resolve_device(device)
     base, manifest = load_pairs(pairs)
     first = manifest["pairs"][0]
     lr = to_tensor(read_image(base / first["lr"]), device)
-    method = method_for(experiment, scale=scale, checkpoint=model, device=device,
-                        sample_steps=sample_steps)
-    result = time_method(method, lr, name=first["name"], **timing)
-    result = {"experiment": name, "method": experiment["method"], "image": first["name"],
-              **result, **getattr(method, "provenance", {})}
+    resolver = method_for(method, scale=scale, checkpoint=model, device=device,
+                          sampling=sampling)
+    result = time_method(resolver, lr, name=first["name"], **timing)
+    result = {"experiment": name, "method": method["method"], "image": first["name"],
+              **result, "sampling": getattr(resolver, "sampling", None),
+              **getattr(resolver, "provenance", {})}
     write_json(Path(output), result)
     print(f"{name}: {result['seconds']:.3f} s/image (median of {result['repeats']}), "
           f"NFE {result['nfe']}, LR {result['lr_size']}, {result['device']}, "
@@ -35,8 +37,8 @@ def main(*, pairs: str, output: str, experiment: dict, name: str, scale: int, de
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
         main(pairs=snakemake.input.pairs, output=snakemake.output[0],
-             experiment=dict(snakemake.params.experiment), name=snakemake.wildcards.experiment,
-             scale=int(snakemake.wildcards.scale), device=snakemake.params.device,
+             method=dict(snakemake.params.method), name=snakemake.wildcards.experiment,
+             scale=int(snakemake.wildcards.scale), device=snakemake.resources.device,
              threads=snakemake.threads, timing=dict(snakemake.params.timing),
              model=snakemake.input.get("model") or None,
-             sample_steps=snakemake.params.sample_steps)
+             sampling=snakemake.params.sampling)

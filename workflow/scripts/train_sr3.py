@@ -13,7 +13,7 @@ DIFFUSION_KEYS = ("steps", "beta_start", "beta_end")
 def main(*, dataset_manifest: str, output: str, scale: int, sr3: dict, cfg: dict, seed: int,
          device: str, threads: int) -> None:
     torch.set_num_threads(threads)
-    net = {k: v for k, v in sr3.items() if k not in DIFFUSION_KEYS + ("sample_steps",)}
+    net = {k: v for k, v in sr3.items() if k not in DIFFUSION_KEYS}
     diffusion = {k: sr3[k] for k in DIFFUSION_KEYS}
     meta = train_sr3(dataset_root=Path(dataset_manifest).parent, out=output, scale=scale,
                      net=net, diffusion=diffusion, cfg=cfg, seed=seed,
@@ -23,8 +23,8 @@ def main(*, dataset_manifest: str, output: str, scale: int, sr3: dict, cfg: dict
 
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
-        if not torchrun_workers(snakemake.params.gpus):
+        if not torchrun_workers(snakemake.resources.gpu):
             main(dataset_manifest=snakemake.input.dataset, output=snakemake.output[0],
                  scale=int(snakemake.wildcards.scale), sr3=dict(snakemake.params.sr3),
                  cfg=dict(snakemake.params.cfg), seed=snakemake.params.seed,
-                 device=snakemake.params.device, threads=snakemake.threads)
+                 device=snakemake.resources.device, threads=snakemake.threads)
