@@ -5,6 +5,8 @@
 - ``validation_curves`` (Figure 8): validation PSNR during stage-1 training per parametrization.
 - ``quality_vs_cost``: PSNR (and LPIPS when measured) against seconds per image and NFE.
 - ``crop_grid``: the same crop of one test image from every method, beside LR and HR.
+- ``sampling_curves``: the sampling study (``ecdp.study``): quality and distance to the
+  reference against NFE and seconds, one line per solver, the released dopri5 solve marked.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from .evaluate import to_uint8  # noqa: E402
 from .rng import randn_like  # noqa: E402
 
 __all__ = ["denoised_predictions", "validation_curves", "quality_vs_cost", "crop_grid",
-           "save_figure"]
+           "sampling_curves", "save_figure"]
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
@@ -118,4 +120,38 @@ def crop_grid(images: dict[str, np.ndarray], box: tuple[int, int, int]) -> plt.F
     for ax, (label, image) in zip(axes.flat, images.items()):
         ax.imshow(image[top:top + size, left:left + size], interpolation="nearest")
         ax.set_title(label, fontsize=8)
+    return fig
+
+
+def sampling_curves(summary: pd.DataFrame) -> plt.Figure:
+    """Rows: study experiments; columns: PSNR, LR-PSNR and RMS to the reference against NFE,
+    and PSNR against seconds per image. One line per solver (dopri5 over its tolerances); the
+    released dopri5 solve is the star."""
+    experiments = list(dict.fromkeys(summary.experiment))
+    panels = [("nfe", "psnr", "PSNR (dB)"), ("nfe", "lr_psnr", "LR-PSNR (dB)"),
+              ("nfe", "rms_to_reference", "RMS to reference"), ("seconds", "psnr", "PSNR (dB)")]
+    device = summary.device.iloc[0]
+    fig, axes = plt.subplots(len(experiments), len(panels), squeeze=False,
+                             figsize=(4 * len(panels), 3.2 * len(experiments)))
+    for i, experiment in enumerate(experiments):
+        rows = summary[summary.experiment == experiment]
+        for j, (x, y, label) in enumerate(panels):
+            ax = axes[i, j]
+            for solver, line in rows.groupby("solver", sort=False):
+                line = line.sort_values(x)
+                ax.plot(line[x], line[y], marker="o", ms=3, label=solver)
+            released = rows[rows.released]
+            ax.plot(released[x], released[y], "k*", ms=12, label="released dopri5 (1e-3)")
+            ax.set_xscale("log")
+            if y == "rms_to_reference":
+                ax.set_yscale("log")
+            ax.set_xlabel("network evaluations (NFE)" if x == "nfe"
+                          else f"seconds per image ({device})")
+            ax.set_ylabel(label)
+            ax.set_title(experiment, fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+        axes[i, 0].legend(fontsize=7)
+    fig.suptitle("Sampling study: every solver on the same prior draws (paper protocol)",
+                 fontsize=10)
+    fig.tight_layout()
     return fig
