@@ -27,8 +27,8 @@ from .metrics import PAPER, load_lpips, lpips_distance, lr_psnr, psnr, ssim
 from .rng import image_generator
 from .samplers import RELEASED_SAMPLING, make_solver
 
-__all__ = ["study_grid", "sampling_study", "summarize_study", "best_fast", "write_study_table",
-           "STUDY_METRICS"]
+__all__ = ["study_grid", "sampling_study", "summarize_study", "best_fast", "cheapest_within",
+           "write_study_table", "STUDY_METRICS"]
 
 STUDY_METRICS = ("psnr", "lr_psnr", "ssim", "lpips", "seconds", "nfe", "rms_to_reference")
 
@@ -134,6 +134,33 @@ def best_fast(summary: pd.DataFrame, experiment: str, *, max_nfe: int = 10) -> d
             "released_nfe": float(ref.nfe), "rms_to_reference": float(best.rms_to_reference)}
 
 
+def cheapest_within(summary: pd.DataFrame, experiment: str, *, d_psnr: float = 0.1,
+                    d_lr_psnr: float = 0.2) -> dict | None:
+    """The fastest fixed-step solve whose mean PSNR and LR-PSNR are within ``d_psnr`` and
+    ``d_lr_psnr`` dB of the released solve's (either side), with its time ratio."""
+    rows = summary[summary.experiment == experiment]
+    released = rows[rows.released]
+    if released.empty:
+        return None
+    ref = released.iloc[0]
+    ok = rows[(rows.solver != "dopri5") & ((rows.psnr - ref.psnr).abs() <= d_psnr)
+              & ((rows.lr_psnr - ref.lr_psnr).abs() <= d_lr_psnr)]
+    if ok.empty:
+        return None
+    best = ok.loc[ok.seconds.idxmin()]
+    return {"solver": best.solver, "setting": best.setting, "nfe": float(best.nfe),
+            "d_psnr": float(best.psnr - ref.psnr), "d_lr_psnr": float(best.lr_psnr - ref.lr_psnr),
+            "time_ratio": float(best.seconds / ref.seconds) if ref.seconds > 0 else math.nan,
+            "released_nfe": float(ref.nfe), "rms_to_reference": float(best.rms_to_reference)}
+
+
+def _summary_line(text: str, found: dict) -> str:
+    return (f"{text}: {found['solver']} {found['setting']} ({found['nfe']:.0f} NFE vs "
+            f"{found['released_nfe']:.1f}): PSNR {found['d_psnr']:+.3f} dB, LR-PSNR "
+            f"{found['d_lr_psnr']:+.3f} dB, RMS to reference {found['rms_to_reference']:.5f}, "
+            f"{found['time_ratio']:.2f}x the seconds of the released solve.")
+
+
 _COLUMNS = [("NFE", "nfe", 1), ("s/image", "seconds", 3), ("PSNR", "psnr", 2),
             ("LR-PSNR", "lr_psnr", 2), ("SSIM", "ssim", 3), ("LPIPS", "lpips", 3),
             ("RMS to reference", "rms_to_reference", 5)]
@@ -161,10 +188,13 @@ def write_study_table(summary: pd.DataFrame, stem: str | os.PathLike, *, title: 
                          + " | ".join(cells) + " |")
         best = best_fast(summary, experiment)
         if best:
-            lines += ["", f"Best fixed-step solve at <= 10 NFE: {best['solver']} "
-                      f"{best['setting']} ({best['nfe']:.0f} NFE vs {best['released_nfe']:.1f}): "
-                      f"PSNR {best['d_psnr']:+.3f} dB, LR-PSNR {best['d_lr_psnr']:+.3f} dB, "
-                      f"{best['time_ratio']:.2f}x the seconds of the released solve."]
+            lines += ["", _summary_line("Closest fixed-step solve at <= 10 NFE (by RMS to the "
+                                        "reference)", best)]
+        cheap = cheapest_within(summary, experiment)
+        lines += ["", _summary_line("Fastest fixed-step solve within 0.1 dB PSNR and 0.2 dB "
+                                    "LR-PSNR of the released solve", cheap) if cheap else
+                  "No fixed-step solve is within 0.1 dB PSNR and 0.2 dB LR-PSNR of the released "
+                  "solve."]
         lines.append("")
     text = "\n".join(lines)
     atomic_write_text(f"{stem}.md", text)
