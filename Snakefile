@@ -2,7 +2,10 @@
 # `snakemake --cores 1 --report report.html` collects the tables and figures with their captions.
 import os
 
+import yaml
 from snakemake.utils import min_version, validate
+
+from ecdp.config import coerce_overrides
 
 min_version("9.0")
 
@@ -10,7 +13,9 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+config.update(coerce_overrides(config, yaml.safe_load(open(SCHEMA))))  # nested --config values
+validate(config, SCHEMA)
 
 
 report: "workflow/report/workflow.rst"
