@@ -15,6 +15,8 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
 config.update(coerce_overrides(config, yaml.safe_load(open(SCHEMA))))  # nested --config values
+# A preset drops a table of config.yaml with `name: null` (presets merge into config.yaml).
+config["tables"] = {k: v for k, v in config.get("tables", {}).items() if v is not None}
 validate(config, SCHEMA)
 
 

@@ -170,7 +170,7 @@ def all_targets():
     tables = expand(
         "{results}/tables/{table}.{ext}",
         results=RESULTS,
-        table=config["tables"],
+        table=TABLES,
         ext=("md", "csv", "tex"),
     )
     return tables + figure_targets()
