@@ -274,9 +274,8 @@ def _merged_config(*presets):
 # and rrdb/df2k4x_pretrain; Janspiry's config/sr_sr3_16_128.json), as facts to check against.
 RELEASED_DIV2K = {
     ("model", "sde", "sigma"): 0.2, ("model", "k"): 1.0, ("model", "unet", "time_scale"): 300,
-    ("model", "sampler", "method"): "dopri5", ("model", "sampler", "rtol"): 1e-3,
-    ("model", "sampler", "atol"): 1e-3, ("model", "sampler", "time_scale"): 300,
-    ("model", "sampler", "t_end"): 1 / 3000,
+    ("sampling", "ecdp", "solver"): "dopri5", ("sampling", "ecdp", "temperature"): 1.0,
+    ("sampling", "srdiff", "steps"): None, ("sampling", "sr3", "steps"): None,
     ("training", "rrdb", "steps"): 53500, ("training", "rrdb", "batch_size"): 32,
     ("training", "rrdb", "l1"): "sum", ("training", "rrdb", "ema_decay"): None,
     ("training", "rrdb", "milestones"): [0.6, 0.8, 0.9],
@@ -304,6 +303,18 @@ def test_paper_div2k_preset_runs_the_released_settings():
             got = got[key]
         assert got == pytest.approx(value) if isinstance(value, float) else got == value, path
     assert "ecdp-sigma-auto" not in config["run"] and "ecdp-k-auto" not in config["run"]
+    _assert_released_solve(config)
+
+
+def _assert_released_solve(config):
+    """sampling.ecdp names only the solver: rtol, atol, t_end and time scale are the release's."""
+    from ecdp.samplers import EVALUATION_KEYS, RELEASED_SAMPLING, resolve_sampling
+
+    spec = resolve_sampling(config["sampling"]["ecdp"], None)
+    solve = {k: v for k, v in spec.items() if k not in EVALUATION_KEYS}
+    assert {**RELEASED_SAMPLING, **solve} == RELEASED_SAMPLING
+    assert RELEASED_SAMPLING["rtol"] == RELEASED_SAMPLING["atol"] == 1e-3
+    assert RELEASED_SAMPLING["time_scale"] == 300 and RELEASED_SAMPLING["t_end"] == 1 / 3000
 
 
 def test_schema_defaults_are_the_released_values():
@@ -317,6 +328,7 @@ def test_schema_defaults_are_the_released_values():
         for key in path:
             got = got[key]
         assert got == pytest.approx(value) if isinstance(value, float) else got == value, path
+    _assert_released_solve(config)
 
 
 @pytest.mark.slow

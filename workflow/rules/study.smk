@@ -20,6 +20,7 @@ rule sampling_study_run:
         method=lambda w: method_of(w.experiment),
         sampling=lambda w: sampling_of(w.experiment),
         study={k: v for k, v in STUDY.items() if k != "experiments"},
+        scale=SCALE,
     threads: workflow.cores
     resources:
         device=EVAL_DEVICE,

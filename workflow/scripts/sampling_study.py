@@ -34,5 +34,5 @@ if "snakemake" in globals():
              weights=snakemake.input.weights, output=snakemake.output[0],
              experiment=snakemake.wildcards.experiment, method=dict(snakemake.params.method),
              sampling=dict(snakemake.params.sampling), study=dict(snakemake.params.study),
-             scale=int(snakemake.wildcards.scale), device=snakemake.resources.device,
+             scale=int(snakemake.params.scale), device=snakemake.resources.device,
              threads=snakemake.threads)
