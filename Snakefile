@@ -2,7 +2,10 @@
 # `snakemake --cores 1 --report report.html` collects the tables and figures with their captions.
 import os
 
+import yaml
 from snakemake.utils import min_version, validate
+
+from ecdp.config import coerce_overrides
 
 min_version("9.0")
 
@@ -10,7 +13,11 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+config.update(coerce_overrides(config, yaml.safe_load(open(SCHEMA))))  # nested --config values
+# A preset drops a table of config.yaml with `name: null` (presets merge into config.yaml).
+config["tables"] = {k: v for k, v in config.get("tables", {}).items() if v is not None}
+validate(config, SCHEMA)
 
 
 report: "workflow/report/workflow.rst"

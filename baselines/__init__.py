@@ -29,18 +29,20 @@ class SuperResolver(Protocol):
 
 
 def _ecdp(*, checkpoint, device: str = "cpu", k: float | None = None,
-          sampling: dict | None = None, **_) -> ECDP:
-    return ECDP.load(checkpoint, device=device, k=k, sampling=sampling)
+          sampling: dict | None = None, weights: str = "ema", **_) -> ECDP:
+    return ECDP.load(checkpoint, device=device, k=k, sampling=sampling, weights=weights)
 
 
 def _ddpm(cls):
-    def build(*, checkpoint, device: str = "cpu", sampling: dict | None = None, **_):
+    def build(*, checkpoint, device: str = "cpu", sampling: dict | None = None,
+              weights: str = "ema", **_):
         """sampling: {steps}: the respaced chain's length (None: all of the model's steps)."""
         spec = dict(sampling or {})
         unknown = set(spec) - {"steps"}
         if unknown:
             raise ValueError(f"{cls.name} sampling takes only 'steps', not {sorted(unknown)}")
-        return cls.load(checkpoint, device=device, sample_steps=spec.get("steps")).eval()
+        return cls.load(checkpoint, device=device, sample_steps=spec.get("steps"),
+                        weights=weights).eval()
     return build
 
 
@@ -51,6 +53,23 @@ METHODS = {
     "srdiff": _ddpm(SRDiff),
     "sr3": _ddpm(SR3),
 }
+
+
+# The method that reads a checkpoint of each kind (``meta["kind"]``).
+CHECKPOINT_KINDS = {"ecdp": "ecdp", "rrdbnet": "rrdb", "srdiff": "srdiff", "sr3": "sr3"}
+
+
+def method_from_checkpoint(path, *, device: str = "cpu", weights: str = "ema") -> SuperResolver:
+    """Any suite checkpoint (ECDP, RRDBNet, SRDiff, SR3) as its SuperResolver."""
+    from ecdp.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(path, weights=weights)["meta"]
+    kind = meta.get("kind")
+    if kind not in CHECKPOINT_KINDS:
+        raise ValueError(f"{path}: a checkpoint of kind {kind!r}; this suite samples "
+                         f"{', '.join(CHECKPOINT_KINDS)}")
+    return build_method(CHECKPOINT_KINDS[kind], scale=meta["scale"], checkpoint=path,
+                        device=device, weights=weights)
 
 
 def build_method(kind: str, **kwargs) -> SuperResolver:

@@ -13,8 +13,10 @@ class RRDB:
     name = "rrdb"
     stochastic = False
 
-    def __init__(self, *, checkpoint: str | os.PathLike, device: str = "cpu", **_):
-        self.net = load_rrdbnet(checkpoint).to(device).eval()
+    def __init__(self, *, checkpoint: str | os.PathLike, device: str = "cpu",
+                 weights: str = "ema", **_):
+        self.net = load_rrdbnet(checkpoint, weights=weights).to(device).eval()
+        self.scale = self.net.scale
         self.provenance = self.net.provenance
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,

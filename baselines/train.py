@@ -14,8 +14,8 @@ from ecdp.checkpoint import load_checkpoint
 from ecdp.features import load_vgg_features
 from ecdp.nets import count_parameters
 from ecdp.rng import make_generator, seed_torch
-from ecdp.stages import (budget_text, load_rrdbnet, patch_batches, patch_sampler,
-                         save_result, scheduler_for)
+from ecdp.stages import (budget_text, dataset_input, load_rrdbnet, patch_batches,
+                         patch_sampler, save_result, scheduler_for)
 from ecdp.train import make_optimizer, train_loop
 
 from .sr3 import SR3
@@ -37,7 +37,8 @@ def _ddpm_noise(steps: int, continuous: bool):
     return draw
 
 
-def _fit(model, *, name, dataset_root, out, cfg, seed, device, draw, meta, progress):
+def _fit(model, *, name, dataset_root, out, cfg, seed, device, draw, meta, progress,
+         inputs=None):
     scale = model.scale
     train = patch_sampler(dataset_root, "train", cfg, scale)
     optimizer = make_optimizer([([p for p in model.parameters() if p.requires_grad], cfg["lr"])])
@@ -46,7 +47,8 @@ def _fit(model, *, name, dataset_root, out, cfg, seed, device, draw, meta, progr
                         scheduler=scheduler, batches=patch_batches(train, cfg, seed, device, draw),
                         steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
                         clip_value=cfg["clip_value"], save_every=cfg["save_every"],
-                        progress=progress, desc=name, config={**meta, "train": cfg, "seed": seed})
+                        progress=progress, desc=name, config={**meta, "train": cfg, "seed": seed},
+                        inputs={**dataset_input(dataset_root), **(inputs or {})})
     meta = {**meta, "scale": scale, "train": dict(cfg), "seed": seed,
             "params": count_parameters(model), "history": result["history"],
             "budget": budget_text(result["history"], cfg, device, prefix=meta.get("budget", ""))}
@@ -66,7 +68,7 @@ def train_srdiff(*, dataset_root, rrdb_checkpoint, out, net: dict, cfg: dict, se
             "budget": f"RRDB {rrdb.provenance['budget']}"}
     return _fit(model, name="srdiff", dataset_root=dataset_root, out=out, cfg=cfg, seed=seed,
                 device=device, draw=_ddpm_noise(model.schedule.steps, False), meta=meta,
-                progress=progress)
+                progress=progress, inputs={"rrdb": rrdb_checkpoint})
 
 
 def train_sr3(*, dataset_root, out, scale: int, net: dict, diffusion: dict, cfg: dict,
@@ -110,7 +112,8 @@ def finetune_iq(*, kind: str, dataset_root, checkpoint, out, weights_status: dic
                         state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
                         clip_value=cfg["clip_value"], save_every=cfg["save_every"],
                         progress=progress, desc=f"{kind}++ (L_IQ)",
-                        config={"base": base["budget"], "train": cfg, "seed": seed})
+                        config={"base": base["budget"], "train": cfg, "seed": seed, "vgg": vgg},
+                        inputs={**dataset_input(dataset_root), "base": checkpoint})
     meta = {**base, "kind": kind, "iq": dict(cfg), "vgg": vgg, "history": result["history"],
             "budget": budget_text(result["history"], cfg, device, prefix=base["budget"])}
     save_result(out, result, meta)

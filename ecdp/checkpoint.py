@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .data.io import FILE_MODE
+
 __all__ = ["save_checkpoint", "load_checkpoint", "restore", "atomic_torch_save",
            "CheckpointError"]
 
@@ -30,6 +32,7 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)  # as open() would (mkstemp's 0600 hides weights from colleagues)
     os.close(fd)
     try:
         torch.save(obj, tmp)

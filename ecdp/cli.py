@@ -23,20 +23,28 @@ def _fetch_weights(args) -> None:
 def _upscale(args) -> None:
     import torch
 
-    from .data.io import read_image, write_png
-    from .evaluate import to_tensor, to_uint8
-    from .model import ECDP
-    from .rng import image_generator
+    from baselines import method_from_checkpoint
 
+    from .data.io import image_format, read_image, write_image
+    from .evaluate import to_tensor, to_uint8
+    from .rng import image_generator
+    from .tiling import upscale
+
+    image_format(args.output)  # everything is checked before the (long) sampling
+    if args.tile is not None and args.tile <= args.overlap:
+        raise ValueError(f"--tile {args.tile} must be larger than --overlap {args.overlap}")
+    lr_image = read_image(args.input)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = ECDP.load(args.checkpoint, weights=args.weights, device=device)
-    lr = to_tensor(read_image(args.input), device)
+    method = method_from_checkpoint(args.checkpoint, device=device, weights=args.weights)
+    lr = to_tensor(lr_image, device)
     generator = image_generator(args.seed, args.input.rsplit("/", 1)[-1])
-    sr, nfe = model.upscale(lr, generator=generator, tile=args.tile, overlap=args.overlap,
-                            progress=True)
-    write_png(args.output, to_uint8(sr))
-    print(f"{args.input} {tuple(lr.shape[-2:])} -> {args.output} {tuple(sr.shape[-2:])}, "
-          f"NFE {nfe}, weights {model.provenance['weights']}")
+    print(f"{args.input} {tuple(lr.shape[-2:])}: {method.name} x{method.scale} on {device}",
+          flush=True)
+    sr, nfe = upscale(method, lr, generator=generator, tile=args.tile, overlap=args.overlap,
+                      progress=True)
+    write_image(args.output, to_uint8(sr))
+    print(f"-> {args.output} {tuple(sr.shape[-2:])}, NFE {nfe}, weights "
+          f"{method.provenance['weights'] if hasattr(method, 'provenance') else 'n/a'}")
 
 
 def _import_checkpoint(args) -> None:
@@ -69,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cache", nargs="?", default="resources/weights")
     p.add_argument("--offline", action="store_true", help="never download")
     p.set_defaults(func=_fetch_weights)
-    p = sub.add_parser("upscale", help="super-resolve an image with a trained ECDP checkpoint")
+    p = sub.add_parser("upscale", help="super-resolve an image with any trained suite checkpoint "
+                       "(ECDP, RRDB, SRDiff, SR3)")
     p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("output", help="written by extension: .png, .webp (lossless), .jpg (quality 95)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--tile", type=int, default=None, help="LR tile size (large images)")
     p.add_argument("--overlap", type=int, default=8, help="LR pixels of overlap between tiles")

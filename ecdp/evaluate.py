@@ -117,12 +117,21 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                     "lr_psnr": lr_psnr(sr, lr, scale=scale, protocol=protocol).item(),
                     "seconds": info["seconds"], "nfe": info["nfe"],
                     **protocol.columns(), "lpips_weights": lpips_status,
-                    "scale": scale, "region": "full image", "lr_sha256": pair["lr_sha256"],
+                    "scale": scale, "region": region_of(pairs, pair),
+                    "lr_sha256": pair["lr_sha256"],
                     "weights": sr_manifest.get("weights", "none"),
                     "budget": sr_manifest.get("budget", "none"),
                     "params": sr_manifest.get("params", float("nan")),
                 })
     return pd.DataFrame(rows)
+
+
+def region_of(pairs: dict, pair: dict) -> str:
+    """What part of the test image a pair holds: the whole image, or the central crop."""
+    h, w = pair["hr_size"]
+    if pairs.get("crop"):
+        return f"central {h}x{w} HR crop (evaluation.crop {pairs['crop']})"
+    return f"full image ({h}x{w} HR)"
 
 
 METRICS = ("lpips", "psnr", "ssim", "lr_psnr", "seconds", "nfe")

@@ -178,11 +178,7 @@ class ECDP(nn.Module):
                 tile: int | None = None, overlap: int = 8, progress: bool = False,
                 image: str = "batch"):
         """Super-resolve any size; large images in overlapping LR tiles blended without seams."""
-        from .tiling import tiled
+        from .tiling import upscale
 
-        with torch.no_grad():
-            if tile is None:
-                return self.super_resolve(lr, generator=generator, image=image)
-            return tiled(lambda x, g: self.super_resolve(x, generator=g, image=image), lr,
-                         scale=self.scale, tile=tile, overlap=overlap, generator=generator,
-                         progress=progress)
+        return upscale(self, lr, generator=generator, tile=tile, overlap=overlap,
+                       progress=progress, image=image)

@@ -11,6 +11,7 @@ training budget, and keeps its resumable state in ``{out}.state`` beside it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -29,7 +30,8 @@ from .sde import estimate_sigma
 from .train import averaged, make_optimizer, make_scheduler, train_loop, world
 
 __all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet",
-           "choose_k", "patch_batches", "patch_sampler", "budget_text", "save_result"]
+           "choose_k", "patch_batches", "patch_sampler", "budget_text", "save_result",
+           "dataset_input"]
 
 
 def budget_text(history: dict, cfg: dict, device: str, prefix: str = "") -> str:
@@ -39,12 +41,21 @@ def budget_text(history: dict, cfg: dict, device: str, prefix: str = "") -> str:
     return f"{prefix} + {text}" if prefix else text
 
 
+def rank_share(batch_size: int, rank: int, size: int) -> int:
+    """This rank's part of a batch: the remainder goes to the first ranks, so no sample is
+    dropped (``train_loop`` weights each rank's gradient by its share)."""
+    if batch_size < size:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {size} processes "
+                         f"(training.gpus): every GPU needs at least one sample")
+    return batch_size // size + (rank < batch_size % size)
+
+
 def patch_batches(sampler: PatchSampler, cfg: dict, seed: int, device, draw=None):
     """``batches(step)`` for ``train_loop``: (lr, hr, *draw(hr, generator)) of this rank's share
     of ``cfg["batch_size"]``, every random number from the step's generator; tensors are moved
     to ``device``, anything else (a generator for later noise) is passed as is."""
     rank, size = world()
-    per_rank = cfg["batch_size"] // size
+    per_rank = rank_share(cfg["batch_size"], rank, size)
 
     def batch(step: int):
         g = batch_generator(seed, rank, step)
@@ -99,7 +110,8 @@ def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: 
                         steps=cfg["steps"], state_path=f"{out}.state",
                         ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
                         save_every=cfg["save_every"], progress=progress, desc="rrdbnet",
-                        config={"net": net, "train": cfg, "seed": seed})
+                        config={"net": net, "train": cfg, "seed": seed},
+                        inputs=dataset_input(dataset_root))
     meta = {"kind": "rrdbnet", "scale": scale, "net": dict(net), "train": dict(cfg), "seed": seed,
             "params": count_parameters(model),
             "budget": budget_text(result["history"], cfg, device), "history": result["history"]}
@@ -109,12 +121,19 @@ def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: 
 
 def save_result(out, result, meta) -> None:
     """The checkpoint of a finished training: raw weights and the EMA (the raw weights again,
-    recorded as such, when the recipe keeps no EMA)."""
+    recorded as such, when the recipe keeps no EMA). The training state goes once the
+    checkpoint is on disk: a forced or param-triggered re-run trains again."""
     if world()[0] == 0:
         meta = {**meta, "ema": result["ema"] is not None}
         save_checkpoint(out, step=result["step"], meta=meta,
                         state={k: v.cpu() for k, v in result["model"].state_dict().items()},
                         ema={k: v.cpu() for k, v in averaged(result).state_dict().items()})
+        Path(f"{out}.state").unlink(missing_ok=True)
+
+
+def dataset_input(dataset_root) -> dict:
+    """The dataset manifest a training reads (its checksums name every image)."""
+    return {"dataset": Path(dataset_root) / "manifest.json"}
 
 
 # ---------------------------------------------------------------------- ECDP
@@ -184,7 +203,8 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
                         clip_value=cfg["clip_value"], save_every=cfg["save_every"],
                         validate=_validator(val, seed=seed), validate_every=cfg["validate_every"],
                         progress=progress, desc=f"ecdp stage 1 ({model_cfg['parametrization']})",
-                        config={"model": model_cfg, "train": cfg, "seed": seed})
+                        config={"model": model_cfg, "train": cfg, "seed": seed},
+                        inputs={**dataset_input(dataset_root), "rrdb": rrdb_checkpoint})
     k_choice = None
     if k == "auto" and model.parametrization.kind == "hybrid":
         k, k_choice = choose_k(averaged(result), val, seed=seed)
@@ -269,7 +289,9 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
                         save_every=cfg["save_every"], validate=_validator(val, seed=seed),
                         validate_every=cfg.get("validate_every"), progress=progress,
                         desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})",
-                        config={"stage1": meta1["budget"], "train": cfg, "k": k, "seed": seed})
+                        config={"stage1": meta1["budget"], "train": cfg, "k": k, "seed": seed,
+                                "vgg": vgg},
+                        inputs={**dataset_input(dataset_root), "stage1": stage1_checkpoint})
     meta = {**meta1, "stage": 2, "k": model.parametrization.k, "k_choice": k_choice,
             "stage2": dict(cfg), "vgg": vgg,
             "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"]),

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-__all__ = ["tile_starts", "tiled"]
+__all__ = ["tile_starts", "tiled", "upscale"]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -55,3 +55,30 @@ def tiled(fn: Callable[[torch.Tensor, torch.Generator | None], tuple[torch.Tenso
         out[sl] += sr * win
         weight[sl] += win
     return out / weight, nfe
+
+
+def upscale(method, lr: torch.Tensor, *, generator: torch.Generator | None = None,
+            tile: int | None = None, overlap: int = 8, progress: bool = False,
+            image: str = "batch"):
+    """Super-resolve any size with any SuperResolver (``method.super_resolve``), in overlapping
+    LR tiles when ``tile`` is given. ``progress``: a bar of tiles, or of network evaluations
+    for one whole-image solve (counted on ``method.unet`` where the method has one)."""
+    def run(x, g):
+        return method.super_resolve(x, generator=g, image=image)
+
+    with torch.no_grad():
+        if tile is not None:
+            return tiled(run, lr, scale=method.scale, tile=tile, overlap=overlap,
+                         generator=generator, progress=progress)
+        net = getattr(method, "unet", None)
+        if not progress or net is None:
+            return run(lr, generator)
+        with tqdm(desc="network evaluations", unit=" eval") as bar:
+            def count(*_) -> None:  # a forward hook's return value would replace the output
+                bar.update()
+
+            hook = net.register_forward_hook(count)
+            try:
+                return run(lr, generator)
+            finally:
+                hook.remove()

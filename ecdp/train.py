@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .checkpoint import atomic_torch_save
+from .data.io import sha256_file
 
 __all__ = ["make_optimizer", "make_scheduler", "make_ema", "averaged", "train_loop",
            "init_distributed", "resolve_device",
@@ -84,14 +85,18 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def average_gradients(params) -> None:
-    """Mean of the gradients over ranks (one flat all-reduce)."""
+def average_gradients(params, count: int = 1) -> None:
+    """The gradient of the whole batch from each rank's gradient of its mean loss over
+    ``count`` samples: sum over ranks of count x gradient, divided by the total count (one
+    flat all-reduce; equal to the plain mean when every rank has the same share)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([g.reshape(-1) * count for g in grads]
+                     + [torch.tensor([float(count)], device=grads[0].device,
+                                     dtype=grads[0].dtype)])
     dist.all_reduce(flat)
-    flat /= dist.get_world_size()
+    flat = flat[:-1] / flat[-1]
     offset = 0
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
@@ -104,13 +109,16 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
                save_every: int = 100, validate: Callable | None = None,
                validate_every: int | None = None, progress: bool = True,
                desc: str = "train", ema: AveragedModel | None = None,
-               config: dict | None = None) -> dict:
+               config: dict | None = None, inputs: dict | None = None) -> dict:
     """Run (or resume) ``steps`` optimisation steps. Returns {"model", "ema", "history", "step"}.
 
     The training state (weights, EMA, optimizer, scheduler, history, step, ``config``) is written
     atomically to ``state_path`` every ``save_every`` steps and at the end; a non-finite loss
-    stops training with the last good state kept. A state saved under a different ``config`` is
-    not resumed (it is set aside as ``*.stale``): changing the recipe retrains from scratch.
+    stops training with the last good state kept. The state is resumed only under the same key:
+    ``config`` (recipe, network, seed) and the sha256 of every file in ``inputs`` (name -> path:
+    the dataset manifest, upstream checkpoints); a state saved under another key is set aside
+    as ``*.stale`` and training starts over. ``save_result`` removes the state once the
+    checkpoint is written, so a forced re-run retrains.
     """
     rank, size = world()
     state_path = Path(state_path)
@@ -119,12 +127,13 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
     params = [p for p in model.parameters() if p.requires_grad]
     history: dict = {"train": [], "val": []}
     start = 0
+    log = logging.getLogger(__name__)
+    key = {"config": config, "inputs": input_hashes(inputs or {})}
     state = torch.load(state_path, map_location="cpu", weights_only=True) \
         if state_path.exists() else None
-    if state is not None and state.get("config") != config:
-        logging.getLogger(__name__).warning(
-            "%s was saved with a different configuration; starting over (kept as .stale)",
-            state_path)
+    if state is not None and state.get("key") != key:
+        log.warning("%s: %s was saved under another recipe, network, seed, dataset or upstream "
+                    "checkpoint; starting over (kept as .stale)", desc, state_path)
         if rank == 0:
             os.replace(state_path, state_path.with_name(state_path.name + ".stale"))
         state = None
@@ -135,6 +144,9 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start = state["history"], state["step"]
+        log.info("%s: resumed from step %d of %d (%s)", desc, start, steps, state_path)
+    else:
+        log.info("%s: starting at step 0 of %d", desc, steps)
 
     def save(step: int) -> None:
         if rank == 0:
@@ -142,21 +154,22 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
                                "ema": ema.state_dict() if ema is not None else None,
                                "optimizer": optimizer.state_dict(),
                                "scheduler": scheduler.state_dict(), "history": history,
-                               "step": step, "config": config}, state_path)
+                               "step": step, "key": key}, state_path)
 
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
                disable=not progress or rank != 0)
     for step in bar:
         tick = time.perf_counter()
-        loss, logs = step_fn(model, batches(step))
+        batch = batches(step)
+        loss, logs = step_fn(model, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"{desc}: loss is {float(loss)} at step {step}; training "
                                      f"stopped, last good state kept in {state_path}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if size > 1:
-            average_gradients(params)
+            average_gradients(params, count=_count(batch))
         if clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, clip_value)
         optimizer.step()
@@ -173,6 +186,16 @@ def train_loop(step_fn: Callable, *, model: torch.nn.Module, optimizer, schedule
         if (step + 1) % save_every == 0 or step + 1 == steps:
             save(step + 1)
     return {"model": model, "ema": ema, "history": history, "step": steps}
+
+
+def _count(batch) -> int:
+    """Samples in this rank's batch (its first tensor's leading dimension)."""
+    return next(len(x) for x in batch if torch.is_tensor(x))
+
+
+def input_hashes(inputs: dict) -> dict:
+    """name -> sha256 of each input file a training's weights depend on."""
+    return {name: sha256_file(path) for name, path in sorted(inputs.items())}
 
 
 def resolve_device(device: str) -> str:

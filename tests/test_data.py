@@ -56,6 +56,31 @@ def test_read_image_16bit_refused_or_converted(tmp_path):
     assert out[0, :, 0].tolist() == [0, 10, 255]
 
 
+def _png48(a: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one): IHDR depth 16, colour type 2."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    h, w, _ = a.shape
+    rows = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_48bit_rgb_png_is_refused_not_truncated(tmp_path):
+    a = np.full((4, 5, 3), 257 * 100 + 200, dtype=np.uint16)   # 8-bit truncation: 100
+    (tmp_path / "deep48.png").write_bytes(_png48(a))
+    with Image.open(tmp_path / "deep48.png") as im:
+        assert im.mode == "RGB"          # what Pillow reports: the case that used to pass
+    for allow in (False, True):
+        with pytest.raises(ImageError, match="deep48.png.*16 bits per channel"):
+            read_image(tmp_path / "deep48.png", allow_16bit=allow)
+
+
 def test_corrupt_and_truncated_images_name_the_file(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image at all")
     with pytest.raises(ImageError, match="junk.png"):
@@ -109,6 +134,34 @@ def test_folder_dataset_and_pairs_modcrop(tmp_path):
     assert lr.shape == (12, 15, 3) and (degrade(hr, 4) == lr).all()
     assert sha256_file(tmp_path / "res" / a["lr"]) == a["lr_sha256"]
     assert (tmp_path / "res" / "lr" / "test.json").exists()
+
+
+def test_manifest_checksums_are_verified_on_read(tmp_path):
+    """Before: a test image replaced after prepare_dataset was read as if it were the old one."""
+    from ecdp.data.datasets import load_hr, load_manifest
+    from ecdp.data.pairs import load_pairs, read_pair
+    from ecdp.evaluate import region_of
+
+    src = tmp_path / "mine"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    (src / "a.png").write_bytes(_png_bytes((rng.random((40, 44, 3)) * 255).astype(np.uint8)))
+    prepare_dataset("folder", tmp_path / "ds", path=str(src))
+    entry = load_manifest(tmp_path / "ds")["splits"]["test"][0]
+    assert load_hr(tmp_path / "ds", entry, None).shape == (40, 44, 3)
+    pairs = make_pairs(tmp_path / "ds", tmp_path / "res", split="test", scale=4, crop=16,
+                       progress=False)
+    assert region_of(pairs, pairs["pairs"][0]) == "central 16x16 HR crop (evaluation.crop 16)"
+    base, pairs = load_pairs(tmp_path / "res" / "lr" / "test.json")
+    read_pair(base, pairs["pairs"][0])
+    (src / "a.png").write_bytes(_png_bytes(np.zeros((40, 44, 3), np.uint8)))
+    with pytest.raises(ImageError, match="a.png: sha256 .* differs from the manifest"):
+        load_hr(tmp_path / "ds", entry, None)
+    (tmp_path / "res" / pairs["pairs"][0]["lr"]).write_bytes(_png_bytes(np.zeros((4, 4, 3),
+                                                                                  np.uint8)))
+    with pytest.raises(ImageError, match="sha256 .* differs"):
+        read_pair(base, pairs["pairs"][0])
+    assert region_of({"crop": None}, {"hr_size": [40, 44]}) == "full image (40x44 HR)"
 
 
 def test_pairs_fail_on_corrupt_image_and_leave_no_manifest(tmp_path):

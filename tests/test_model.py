@@ -14,8 +14,8 @@ from ecdp.tiling import tile_starts, tiled
 
 
 def _checkpoint(tmp_path, model):
-    meta = {"model": TINY_MODEL, "scale": 4, "sigma": 0.1, "parametrization": "hybrid", "k": 1.0,
-            "budget": "test budget"}
+    meta = {"kind": "ecdp", "model": TINY_MODEL, "scale": 4, "sigma": 0.1,
+            "parametrization": "hybrid", "k": 1.0, "budget": "test budget"}
     path = tmp_path / "ecdp.pt"
     save_checkpoint(path, step=3, meta=meta, state=model.state_dict(), ema=model.state_dict())
     return path
@@ -81,6 +81,59 @@ def test_cli_upscale_writes_png(tiny_ecdp, tmp_path, capsys):
     assert cli(["upscale", str(tmp_path / "in.png"), str(tmp_path / "o2.png"), "--checkpoint",
                 str(tmp_path / "nope.pt")]) == 1
     assert not (tmp_path / "o2.png").exists()
+
+
+def _lr_png(path, h=12, w=10):
+    Image.fromarray((np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)).save(path)
+
+
+def test_cli_upscale_runs_any_suite_checkpoint_and_writes_by_extension(tmp_path, capsys):
+    """Before: an RRDB checkpoint died with KeyError 'parametrization' and out.jpg got PNG bytes."""
+    from ecdp.nets import RRDBNet
+
+    net = {"features": 8, "growth": 4, "blocks": 1}
+    rrdb = RRDBNet(scale=4, **net)
+    save_checkpoint(tmp_path / "rrdb.pt", step=1, state=rrdb.state_dict(), ema=rrdb.state_dict(),
+                    meta={"kind": "rrdbnet", "scale": 4, "net": net, "budget": "test"})
+    _lr_png(tmp_path / "in.png")
+    for name, magic in (("out.jpg", b"\xff\xd8\xff"), ("out.webp", b"RIFF"),
+                        ("out.PNG", b"\x89PNG")):
+        assert cli(["upscale", str(tmp_path / "in.png"), str(tmp_path / name),
+                    "--checkpoint", str(tmp_path / "rrdb.pt")]) == 0
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+    assert Image.open(tmp_path / "out.webp").size == (40, 48)
+    with torch.no_grad():
+        expected = rrdb(torch.from_numpy(np.array(Image.open(tmp_path / "in.png"))).permute(
+            2, 0, 1)[None].float().div(255)).clamp(0, 1)
+    lossless = torch.from_numpy(np.array(Image.open(tmp_path / "out.webp"))).permute(2, 0, 1)
+    assert (lossless.float() - expected[0].mul(255)).abs().max() <= 0.5 + 1e-4
+    assert "rrdb x4" in capsys.readouterr().out
+
+
+def test_cli_upscale_checks_everything_before_sampling(tiny_ecdp, tmp_path, capsys):
+    path = _checkpoint(tmp_path, tiny_ecdp())
+    _lr_png(tmp_path / "in.png")
+    (tmp_path / "folder").mkdir()
+    cases = {str(tmp_path / "folder"): "is a directory", str(tmp_path / "o.xyz"): "unknown image "
+             "extension '.xyz'", str(tmp_path / "o.png"): "kind 'other'"}
+    torch.save({"format": 1, "step": 0, "meta": {"kind": "other"}, "state": {}, "ema": {}},
+               tmp_path / "other.pt")
+    for out, message in cases.items():
+        ckpt = tmp_path / "other.pt" if message.startswith("kind") else path
+        assert cli(["upscale", str(tmp_path / "in.png"), out, "--checkpoint", str(ckpt)]) == 1
+        err = capsys.readouterr()
+        assert message in err.err and "Traceback" not in err.err and "NFE" not in err.out
+    assert not (tmp_path / "o.xyz").exists() and not (tmp_path / "o.png").exists()
+
+
+def test_cli_upscale_untiled_shows_progress(tiny_ecdp, tmp_path, capsys):
+    path = _checkpoint(tmp_path, tiny_ecdp())
+    _lr_png(tmp_path / "in.png", 8, 8)
+    assert cli(["upscale", str(tmp_path / "in.png"), str(tmp_path / "o.png"), "--checkpoint",
+                str(path)]) == 0
+    captured = capsys.readouterr()
+    nfe = int(captured.out.split("NFE ")[1].split(",")[0])
+    assert f"{nfe} eval" in captured.err and "network evaluations" in captured.err
 
 
 def test_conditioning_cache_batches_and_channels_last_change_nothing(tiny_ecdp):

@@ -118,7 +118,9 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     assert meta["stage"] == 2 and meta["sigma"] == 0.2 and meta["sigma_source"] == "config"
     assert meta["k"] == 1.0 and meta["model"]["unet"]["time_scale"] == 300  # as released
     assert meta["vgg"].startswith("random VGG19 (seed 0)")
-    assert (base / "models" / "ecdp" / "model.pt.state").exists()
+    assert not list(base.glob("models/*/model.pt.state"))  # removed once each checkpoint was written
+    log = (smoke_run / "logs" / "train" / "sample-photos_x4_ecdp.log").read_text()
+    assert "starting at step 0 of 2" in log and "resumed" not in log
     assert load_checkpoint(base / "models" / "ecdp-k2" / "model.pt")["meta"]["k"] == 2.0
     # our choices, as labelled ablations: k chosen on validation data, sigma estimated
     meta = load_checkpoint(base / "models" / "ecdp-k-auto" / "model.pt")["meta"]
@@ -165,6 +167,124 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     for figure in ("figure5", "figure8", "quality_vs_cost", "crops"):
         assert (base / "figures" / f"{figure}.png").stat().st_size > 1000
     assert planned(smoke_run, "all", "--configfile", SMOKE) == {}
+
+
+@pytest.mark.slow
+def test_forced_rerun_retrains_from_step_zero(smoke_run, tmp_path):
+    """Before: the finished model.pt.state stayed, so a forced re-run "resumed" at the last step
+    and trained nothing while its checkpoint claimed a new training."""
+    import shutil
+
+    work = tmp_path / "copy"
+    shutil.copytree(smoke_run, work, ignore=shutil.ignore_patterns(".snakemake"))
+    target = "results/sample-photos/x4/models/ecdp-no-iq/model.pt"
+    log = work / "logs" / "train" / "sample-photos_x4_ecdp-no-iq.log"
+    log.write_text("")
+    snakemake(work, target, "--cores", "2", "--configfile", SMOKE, "--forcerun", target)
+    text = log.read_text()
+    assert "starting at step 0 of 2" in text and "resumed" not in text, text[-2000:]
+    assert not (work / f"{target}.state").exists()
+
+
+def test_nested_numeric_overrides_pass_the_schema(tmp_path):
+    """Snakemake hands nested --config values over as strings ("10"); they are typed by the
+    schema before validation (a label stays a string)."""
+    jobs = planned(tmp_path, "all", "--config", "training={stage1: {steps: 10, lr: 1e-4}}",
+                   "experiments={ecdp: {label: 2024}}")
+    assert jobs["train_ecdp_stage1"] == 3
+
+
+def test_table_naming_an_undefined_experiment_is_an_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tables:\n  table1: {reference: table1, experiments: [bicubic, ecdp-typo]}\n")
+    proc = snakemake(tmp_path, "-n", "all", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "tables.table1.experiments: ['ecdp-typo'] are not defined" in proc.stdout + proc.stderr
+
+
+def _readme_snakemake_commands() -> list[str]:
+    """Every snakemake command the README shows, inline or in a block, continuations joined."""
+    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    inline = re.findall(r"`((?:pip install [^`&]*&& )?snakemake [^`]+)`", text)
+    blocks = re.findall(r"^ {4}(snakemake .+)$", text, flags=re.M)
+    fenced = re.findall(r"^(?:pip install .*?&& )?(snakemake .+)$", text, flags=re.M)
+    commands = []
+    for command in inline + blocks + fenced:
+        command = " ".join(command.split()).split("&& ")[-1]
+        if command not in commands:
+            commands.append(command)
+    return commands
+
+
+def test_readme_snakemake_commands_plan(tmp_path):
+    """The README's commands, copied verbatim, each dry-run from the repository root (the
+    documented `--configfile X all` used to swallow its target)."""
+    import shlex
+
+    commands = _readme_snakemake_commands()
+    assert len(commands) >= 8, commands
+    assert any("--profile workflow/profiles/slurm" in c for c in commands)
+    for i, command in enumerate(commands):
+        if "--report" in command or "--lint" in command or "--unlock" in command:
+            continue  # tested with the smoke run / below
+        args = shlex.split(command)[1:]
+        work = tmp_path / f"cmd{i}"
+        proc = subprocess.run(["snakemake", *args, "-n", "--directory", str(work)], cwd=ROOT,
+                              capture_output=True, text=True)
+        out = proc.stdout + proc.stderr
+        missing_input = "MissingInputException" in out and "checkpoint" in out  # not here
+        placeholder = "/data/" in command and "does not exist" in out       # your folder
+        assert proc.returncode == 0 or missing_input or placeholder, f"{command}:\n{out[-3000:]}"
+        if proc.returncode == 0:
+            assert "Nothing to be done" in out or "Job stats:" in out, command
+
+
+def test_slurm_profile_gives_each_job_its_threads():
+    """cpus_per_task: 2 for every job gave the 8-thread trainings 2 CPUs; without it the SLURM
+    executor asks for each job's threads (set-threads)."""
+    import yaml
+
+    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "cpus_per_task" not in profile["default-resources"]
+    assert profile["set-threads"]["train_ecdp_stage1"] == 8
+
+
+@pytest.mark.slow
+def test_own_images_are_evaluated_with_trained_checkpoints(smoke_run, tmp_path):
+    """dataset: folder (test images only) plus checkpoints trained by another run: sampling,
+    metrics and tables without training; fixing or adding an image re-scans the folder."""
+    import shutil
+
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    images = tmp_path / "mine"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name, shape in (("a", (40, 48, 3)), ("b", (32, 36, 3))):
+        Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(images / f"{name}.png")
+    own = yaml.safe_load((ROOT / "workflow" / "presets" / "own-images.yaml").read_text())
+    for spec in own["experiments"].values():
+        spec["checkpoint"] = str(smoke_run / spec["checkpoint"])
+    own["datasets"] = {"folder": {"path": str(images)}}
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump(own))
+    work = tmp_path / "work"
+    jobs = planned(work, "all", "--configfile", SMOKE, str(config))
+    assert not TRAINING_AND_SAMPLING - {"super_resolve"} & set(jobs), jobs
+    assert jobs["super_resolve"] == 1 + 1 + 2 and jobs["table"] == 1, jobs  # ECDP: 2 seeds
+    snakemake(work, "all", "--cores", "2", "--configfile", SMOKE, str(config))
+    table = pd.read_csv(work / "results" / "folder" / "x4" / "tables" / "own.csv")
+    assert set(table.experiment) == {"bicubic", "own-rrdb", "own-ecdp"}
+    assert table[table.metric == "psnr"].reproduced.notna().all()
+    metrics = pd.read_csv(work / "results" / "folder" / "x4" / "metrics" / "own-ecdp.csv")
+    assert metrics.region.str.startswith("full image").all()
+    assert not (work / "results" / "folder" / "x4" / "models").exists()
+    Image.fromarray((rng.random((36, 36, 3)) * 255).astype(np.uint8)).save(images / "c.png")
+    jobs = planned(work, "all", "--configfile", SMOKE, str(config))
+    assert jobs.get("prepare_dataset") == 1 and jobs.get("super_resolve") == 4, jobs
+    shutil.rmtree(work / "results")
 
 
 @pytest.mark.slow

@@ -26,7 +26,8 @@ import yaml
 from ..degradation import imresize
 from . import sample_photos
 from .download import download, extract
-from .io import IMAGE_SUFFIXES, list_images, read_image, sha256_file, write_json, write_png
+from .io import (IMAGE_SUFFIXES, list_images, read_image, sha256_file, verify_checksum,
+                 write_json, write_png)
 
 __all__ = ["DATASETS", "prepare_dataset", "load_manifest", "load_hr", "split_entries"]
 
@@ -206,7 +207,9 @@ def _center_square_resize(image: np.ndarray, size: int, *, top: int | None = Non
 
 
 def load_hr(root: str | os.PathLike, entry: dict, transform: dict | None) -> np.ndarray:
-    """Read one HR image of a manifest as (H, W, 3) uint8, with the dataset's transform applied."""
+    """Read one HR image of a manifest as (H, W, 3) uint8, with the dataset's transform applied;
+    the file must match the manifest's checksum where it has one."""
+    verify_checksum(Path(root) / entry["path"], entry.get("sha256"))
     image = read_image(Path(root) / entry["path"])
     if transform is None:
         return image

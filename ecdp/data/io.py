@@ -4,9 +4,11 @@ Image policy (documented in the README):
 - RGB 8-bit: used as is. Palette, grayscale (L) and CMYK images are converted to RGB.
 - RGBA / LA: the alpha channel is dropped when fully opaque; translucent images are refused
   (compositing onto a background would invent content).
-- 16-bit images (I;16, I, 48-bit RGB PNG): refused unless ``allow_16bit=True``, which rounds
+- 16-bit grayscale images (I;16, I): refused unless ``allow_16bit=True``, which rounds
   ``x / 257`` to 8 bit. Metrics are defined on 8-bit images, so converting silently would hide
   a protocol change.
+- 16-bit-per-channel colour PNGs (48-bit RGB, 64-bit RGBA): always refused. Pillow opens them
+  as 8-bit "RGB" by dropping the low byte, so the bit depth is read from the PNG header.
 - Corrupt or truncated files raise ``ImageError`` naming the file.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageError", "read_image", "write_png", "sha256_file", "atomic_write_text",
+__all__ = ["ImageError", "read_image", "verify_checksum", "write_png", "write_image", "image_format", "sha256_file", "atomic_write_text",
            "atomic_write_bytes", "write_json", "IMAGE_SUFFIXES", "list_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
@@ -37,6 +39,10 @@ def read_image(path: str | os.PathLike, *, allow_16bit: bool = False) -> np.ndar
         with Image.open(path) as im:
             im.load()
             mode = im.mode
+            if im.format == "PNG" and _png_bit_depth(path) == 16 and mode not in (
+                    "I;16", "I;16B", "I;16L", "I"):
+                raise ImageError(f"{path}: 16 bits per channel ({mode}, 48/64-bit PNG); Pillow "
+                                 "would keep only the high byte: convert it to 8 bit first")
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 if not allow_16bit:
                     raise ImageError(f"{path}: 16-bit image (mode {mode}); convert it to 8 bit or "
@@ -61,32 +67,68 @@ def read_image(path: str | os.PathLike, *, allow_16bit: bool = False) -> np.ndar
         raise ImageError(f"{path}: corrupt or truncated image ({err})") from err
 
 
+def _png_bit_depth(path: Path) -> int:
+    """Bits per sample from a PNG's IHDR chunk (byte 24 of the file)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) == 26 and head[12:16] == b"IHDR" else 8
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()
+FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file (mkstemp's is 0600)
 
 
 def _atomic_target(path: Path):
     """A temporary file beside ``path`` (same filesystem, so ``os.replace`` is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, _FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     return Path(tmp)
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 array as PNG atomically (temporary file, then rename)."""
+# Output formats by extension: PNG and lossless WebP keep every value; JPEG at quality 95.
+WRITE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
+                 ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"lossless": True})}
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The format ``write_image`` writes ``path`` in; an unknown extension or a folder is an
+    error (checked before any work is done)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory: give an output file name, e.g. {path}/out.png")
+    if path.suffix.lower() not in WRITE_FORMATS:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use one of "
+                         f"{', '.join(WRITE_FORMATS)}")
+    return WRITE_FORMATS[path.suffix.lower()][0]
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 array atomically, in the format of its extension
+    (``WRITE_FORMATS``)."""
+    image_format(path)
+    _save(Path(path), image, *WRITE_FORMATS[Path(path).suffix.lower()])
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 array as PNG atomically, whatever the extension (the
+    workflow's intermediate files)."""
+    _save(Path(path), image, "PNG", {})
+
+
+def _save(path: Path, image: np.ndarray, fmt: str, options: dict) -> None:
+    """Temporary file beside ``path``, then rename: a crash never leaves half an image."""
     if image.dtype != np.uint8:
-        raise ValueError(f"{path}: write_png expects uint8, got {image.dtype}")
+        raise ValueError(f"{path}: images are written from uint8, got {image.dtype}")
     tmp = _atomic_target(path)
     try:
-        Image.fromarray(image).save(tmp, format="PNG")
+        Image.fromarray(image).save(tmp, format=fmt, **options)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -109,6 +151,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def verify_checksum(path: str | os.PathLike, expected: str | None) -> None:
+    """A file read through a manifest must still be the file the manifest recorded."""
+    if expected is None:
+        return
+    got = sha256_file(path)
+    if got != expected:
+        raise ImageError(f"{path}: sha256 {got[:12]}... differs from the manifest's "
+                         f"{expected[:12]}...: the file changed after its manifest was written; "
+                         "re-run the step that wrote it (snakemake re-runs it when the file is "
+                         "newer, or force it with -R)")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

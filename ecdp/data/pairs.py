@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..degradation import degrade, modcrop
 from .datasets import load_hr, load_manifest, split_entries
-from .io import ImageError, read_image, sha256_file, write_json, write_png
+from .io import ImageError, read_image, sha256_file, verify_checksum, write_json, write_png
 
 __all__ = ["make_pairs", "load_pairs", "read_pair"]
 
@@ -81,4 +81,7 @@ def load_pairs(pairs_manifest: str | os.PathLike) -> tuple[Path, dict]:
 
 
 def read_pair(base: Path, pair: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) of one evaluation pair, each checked against the pairs manifest's sha256."""
+    for key in ("lr", "hr"):
+        verify_checksum(base / pair[key], pair.get(f"{key}_sha256"))
     return read_image(base / pair["lr"]), read_image(base / pair["hr"])

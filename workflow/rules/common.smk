@@ -2,6 +2,7 @@
 import os
 import re
 
+import ecdp.data.io
 import ecdp.samplers
 import ecdp.tables
 
@@ -114,6 +115,13 @@ for _e, _spec in config["experiments"].items():  # a bad sampler is an error bef
 TABLE_DEFAULTS = {"metrics": ["lpips", "psnr", "ssim", "lr_psnr"], "protocol": "paper"}
 TABLES = {name: {**TABLE_DEFAULTS, **spec} for name, spec in config["tables"].items()}
 TIMING_METRICS = set(ecdp.tables.TIMING_METRICS)
+for _t, _spec in TABLES.items():  # "not run" is for defined experiments left out by run:
+    _undefined = [e for e in _spec["experiments"] if e not in config["experiments"]]
+    if _undefined:
+        raise ValueError(f"tables.{_t}.experiments: {_undefined} are not defined in experiments "
+                         f"(defined: {', '.join(config['experiments'])})")
+
+
 def stage1_variant(spec):
     """The stage-1 ECDP model an experiment starts from: one per parametrization, and one more
     for each sigma an experiment overrides (k only mixes the heads, so it shares them)."""
@@ -162,7 +170,7 @@ def all_targets():
     tables = expand(
         "{results}/tables/{table}.{ext}",
         results=RESULTS,
-        table=config["tables"],
+        table=TABLES,
         ext=("md", "csv", "tex"),
     )
     return tables + figure_targets()

@@ -15,7 +15,7 @@ rule table:
     log:
         f"logs/tables/{DATASET}_x{SCALE}_{{table}}.log",
     wildcard_constraints:
-        table=_alternatives(config["tables"]),
+        table=_alternatives(TABLES),
     params:
         table=lambda w: TABLES[w.table],
         labels={k: v.get("label", k) for k, v in config["experiments"].items()},

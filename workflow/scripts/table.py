@@ -11,13 +11,15 @@ from ecdp.tables import build_table, timing_extra, write_table
 def main(*, summary: str, reference: str, output_stem: str, name: str, table: dict,
          labels: dict, dataset: str, scale: int, timing: str | None = None,
          reference_rows: dict | None = None) -> None:
-    paper = yaml.safe_load(Path(reference).read_text())[table["reference"]]
+    paper = (yaml.safe_load(Path(reference).read_text())[table["reference"]]
+             if table.get("reference") else {"caption": None, "rows": {}})
     rows = {e: labels.get(e, e) for e in table["experiments"]}
     extra = timing_extra(pd.read_csv(timing)) if timing else None
     long = build_table(pd.read_csv(summary), paper, rows=rows, metrics=table["metrics"],
                        protocol=table["protocol"], extra=extra, reference_rows=reference_rows)
-    title = (f"{table.get('title') or name}: {dataset} x{scale}, reproduced beside "
-             f"{paper['caption']}")
+    title = f"{table.get('title') or name}: {dataset} x{scale}"
+    if paper["caption"]:
+        title += f", reproduced beside {paper['caption']}"
     write_table(long, output_stem, title=title)
     print(Path(output_stem).with_suffix(".md").read_text())
 
