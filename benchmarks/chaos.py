@@ -44,8 +44,8 @@ TRAINING = ("train_rrdb.py", "train_ecdp.py", "train_srdiff.py", "train_sr3.py",
 
 
 def _command(workdir: Path, targets: list[str], *extra: str) -> list[str]:
-    return ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-            "--cores", "2", "--configfile", str(SMOKE), *targets, *extra]
+    return ["snakemake", *targets, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+            "--cores", "2", *extra, "--configfile", str(SMOKE)]  # targets first: see README
 
 
 def _training_running(workdir: Path) -> bool:
@@ -66,21 +66,27 @@ def _run(workdir: Path, targets: list[str], *extra: str) -> None:
         raise SystemExit(f"snakemake failed in {workdir}:\n{proc.stderr[-3000:]}")
 
 
+def _states(workdir: Path) -> list[str]:
+    return sorted(str(p.relative_to(workdir)) for p in workdir.glob(f"{BASE}/models/*/*.state"))
+
+
 def _killed_run(workdir: Path, targets: list[str], rng: random.Random) -> bool:
-    """Start a run, kill it (SIGKILL, whole process group) a random moment into a training
-    job; True when a training job was alive at the kill, False when the run finished first."""
+    """Start a run and kill it (SIGKILL, whole process group) a random moment after a
+    training job has saved a state: the re-run must resume from it. True when a training job
+    was still alive at the kill, False when the run finished first."""
+    before = set(_states(workdir))
     proc = subprocess.Popen(_command(workdir, targets, "--rerun-incomplete"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     while proc.poll() is None:
-        if _training_running(workdir):
-            time.sleep(rng.uniform(0.5, 6.0))
+        if _training_running(workdir) and set(_states(workdir)) - before:
+            time.sleep(rng.uniform(0.0, 1.0))
             during = _training_running(workdir)
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return during
-        time.sleep(0.1)
+        time.sleep(0.05)
     return False
 
 
@@ -152,11 +158,14 @@ def main() -> None:
         attempts += 1
         if _killed_run(chaos, targets, rng):
             kills += 1
-            states = sorted(str(p.relative_to(chaos)) for p in chaos.glob(f"{BASE}/models/*/*.state"))
-            print(f"kill {kills}: SIGKILL during a training job; states left: {states or 'none'}")
+            steps = {s: torch.load(chaos / s, weights_only=True)["step"] for s in _states(chaos)}
+            print(f"kill {kills}: SIGKILL during a training job; states to resume: {steps}")
         _run(chaos, [], "--unlock")
     _run(chaos, targets, "--rerun-incomplete")
-    print(f"killed {kills} times in {attempts} attempts, then finished")
+    resumed = sum(log.read_text().count("resumed from step")
+                  for log in chaos.glob("logs/train/*.log"))
+    print(f"killed {kills} times in {attempts} attempts, then finished; the logs say "
+          f"\"resumed from step\" {resumed} times")
     problems = _compare(clean, chaos)
     left = sorted(str(p.relative_to(chaos)) for p in chaos.rglob("*.state"))
     checked, bad = _verify_manifests(chaos)
@@ -168,7 +177,7 @@ def main() -> None:
     print(f"manifest checksums verified: {checked}; failing: {bad or 'none'}")
     if not args.keep:
         shutil.rmtree(top)
-    ok = kills == args.kills and not problems and not left and not bad
+    ok = kills == args.kills and not problems and not left and not bad and resumed > 0
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)
 

@@ -173,17 +173,21 @@ def test_smoke_preset_runs_every_rule(smoke_run):
 def test_forced_rerun_retrains_from_step_zero(smoke_run, tmp_path):
     """Before: the finished model.pt.state stayed, so a forced re-run "resumed" at the last step
     and trained nothing while its checkpoint claimed a new training."""
+    from ecdp.checkpoint import load_checkpoint
+
     import shutil
 
     work = tmp_path / "copy"
     shutil.copytree(smoke_run, work, ignore=shutil.ignore_patterns(".snakemake"))
-    target = "results/sample-photos/x4/models/ecdp-no-iq/model.pt"
-    log = work / "logs" / "train" / "sample-photos_x4_ecdp-no-iq.log"
+    target = "results/sample-photos/x4/models/ecdp-k2/model.pt"    # a stage-2 training
+    log = work / "logs" / "train" / "sample-photos_x4_ecdp-k2.log"
     log.write_text("")
     snakemake(work, target, "--cores", "2", "--configfile", SMOKE, "--forcerun", target)
     text = log.read_text()
     assert "starting at step 0 of 2" in text and "resumed" not in text, text[-2000:]
     assert not (work / f"{target}.state").exists()
+    old, new = (load_checkpoint(d / target)["meta"]["history"]["train"] for d in (smoke_run, work))
+    assert [h["step"] for h in new] == [1, 2] and new[0]["seconds"] != old[0]["seconds"]
 
 
 def test_nested_numeric_overrides_pass_the_schema(tmp_path):

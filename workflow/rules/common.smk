@@ -112,6 +112,14 @@ for _e, _spec in config["experiments"].items():  # a bad sampler is an error bef
             raise ValueError(f"sampling of experiment {_e!r} ({_sampling}): {err}") from None
 
 
+def dataset_sources(wildcards):
+    """A folder dataset's images are the rule's input: fixing or adding one re-scans it."""
+    if wildcards.dataset != "folder" or not config["datasets"]["folder"]["path"]:
+        return []
+    return [str(p) for p in ecdp.data.io.list_images(os.path.expanduser(
+        config["datasets"]["folder"]["path"]))]
+
+
 TABLE_DEFAULTS = {"metrics": ["lpips", "psnr", "ssim", "lr_psnr"], "protocol": "paper"}
 TABLES = {name: {**TABLE_DEFAULTS, **spec} for name, spec in config["tables"].items()}
 TIMING_METRICS = set(ecdp.tables.TIMING_METRICS)

@@ -1,11 +1,3 @@
-def dataset_sources(wildcards):
-    """A folder dataset's images are the rule's input: fixing or adding one re-scans it."""
-    if wildcards.dataset != "folder" or not config["datasets"]["folder"]["path"]:
-        return []
-    return [str(p) for p in ecdp.data.io.list_images(os.path.expanduser(
-        config["datasets"]["folder"]["path"]))]
-
-
 rule prepare_dataset:
     input:
         dataset_sources,
