@@ -126,12 +126,15 @@ def best_fast(summary: pd.DataFrame, experiment: str, *, max_nfe: int = 10) -> d
     fast = rows[(rows.solver != "dopri5") & (rows.nfe <= max_nfe)]
     if released.empty or fast.empty:
         return None
-    ref = released.iloc[0]
-    best = fast.loc[fast.rms_to_reference.idxmin()]
-    return {"solver": best.solver, "setting": best.setting, "nfe": float(best.nfe),
-            "d_psnr": float(best.psnr - ref.psnr), "d_lr_psnr": float(best.lr_psnr - ref.lr_psnr),
-            "time_ratio": float(best.seconds / ref.seconds) if ref.seconds > 0 else math.nan,
-            "released_nfe": float(ref.nfe), "rms_to_reference": float(best.rms_to_reference)}
+    return _against(fast.loc[fast.rms_to_reference.idxmin()], released.iloc[0])
+
+
+def _against(row, ref) -> dict:
+    """One solve's quality differences and time ratio to the released solve."""
+    return {"solver": row.solver, "setting": row.setting, "nfe": float(row.nfe),
+            "d_psnr": float(row.psnr - ref.psnr), "d_lr_psnr": float(row.lr_psnr - ref.lr_psnr),
+            "time_ratio": float(row.seconds / ref.seconds) if ref.seconds > 0 else math.nan,
+            "released_nfe": float(ref.nfe), "rms_to_reference": float(row.rms_to_reference)}
 
 
 def cheapest_within(summary: pd.DataFrame, experiment: str, *, d_psnr: float = 0.1,
@@ -145,13 +148,7 @@ def cheapest_within(summary: pd.DataFrame, experiment: str, *, d_psnr: float = 0
     ref = released.iloc[0]
     ok = rows[(rows.solver != "dopri5") & ((rows.psnr - ref.psnr).abs() <= d_psnr)
               & ((rows.lr_psnr - ref.lr_psnr).abs() <= d_lr_psnr)]
-    if ok.empty:
-        return None
-    best = ok.loc[ok.seconds.idxmin()]
-    return {"solver": best.solver, "setting": best.setting, "nfe": float(best.nfe),
-            "d_psnr": float(best.psnr - ref.psnr), "d_lr_psnr": float(best.lr_psnr - ref.lr_psnr),
-            "time_ratio": float(best.seconds / ref.seconds) if ref.seconds > 0 else math.nan,
-            "released_nfe": float(ref.nfe), "rms_to_reference": float(best.rms_to_reference)}
+    return None if ok.empty else _against(ok.loc[ok.seconds.idxmin()], ref)
 
 
 def _summary_line(text: str, found: dict) -> str:

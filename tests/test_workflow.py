@@ -61,12 +61,17 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, args, key):
     assert not (tmp_path / "results").exists()
 
 
-def test_mistyped_nested_key_is_rejected(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("evaluation:\n  protocol: [paper]\n")
-    proc = snakemake(tmp_path, "-n", "all", "--configfile", str(bad), check=False)
+def rejected(workdir, preset: str) -> str:
+    """Dry-run with ``preset`` (YAML text) merged in; it must fail: its output."""
+    bad = workdir / "bad.yaml"
+    bad.write_text(preset)
+    proc = snakemake(workdir, "-n", "all", "--configfile", str(bad), check=False)
     assert proc.returncode != 0
-    assert "'protocol' was unexpected" in proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_mistyped_nested_key_is_rejected(tmp_path):
+    assert "'protocol' was unexpected" in rejected(tmp_path, "evaluation:\n  protocol: [paper]\n")
 
 
 def test_folder_dataset_missing_path_fails_naming_the_key(tmp_path):
@@ -199,11 +204,9 @@ def test_nested_numeric_overrides_pass_the_schema(tmp_path):
 
 
 def test_table_naming_an_undefined_experiment_is_an_error(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("tables:\n  table1: {reference: table1, experiments: [bicubic, ecdp-typo]}\n")
-    proc = snakemake(tmp_path, "-n", "all", "--configfile", str(bad), check=False)
-    assert proc.returncode != 0
-    assert "tables.table1.experiments: ['ecdp-typo'] are not defined" in proc.stdout + proc.stderr
+    text = rejected(tmp_path, "tables:\n  table1: {reference: table1, experiments: [bicubic, "
+                              "ecdp-typo]}\n")
+    assert "tables.table1.experiments: ['ecdp-typo'] are not defined" in text
 
 
 def _readme_snakemake_commands() -> list[str]:
@@ -370,10 +373,8 @@ def test_one_ablation_reruns_alone(tmp_path):
 
 
 def test_iq_not_available_for_a_method_is_rejected(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("experiments:\n  rrdb++: {method: rrdb, iq: ancestral}\n")
-    proc = snakemake(tmp_path, "-n", "all", "--configfile", str(bad), check=False)
-    assert proc.returncode != 0 and "experiments.rrdb++.iq" in proc.stdout + proc.stderr
+    assert "experiments.rrdb++.iq" in rejected(
+        tmp_path, "experiments:\n  rrdb++: {method: rrdb, iq: ancestral}\n")
 
 
 def test_snakemake_lint_is_clean(tmp_path):
