@@ -159,12 +159,27 @@ def stage1_model(variant, results=RESULTS):
 
 
 def figure_targets():
+    """The figures the run's experiments and tables allow, limited to ``figures.make``."""
     figures = ["crops"]
     if PARAMETRIZATIONS:
         figures += ["figure5", "figure8"]
     if TABLES and any(TIMING_METRICS & set(t["metrics"]) for t in TABLES.values()):
         figures.append("quality_vs_cost")
+    make = config["figures"]["make"]
+    if make is not None:
+        impossible = [f for f in make if f not in figures]
+        if impossible:
+            raise ValueError(f"figures.make: {impossible} need experiments or tables this run "
+                             f"does not have (figure5/figure8: a trained ECDP; quality_vs_cost: "
+                             f"a table with a timing metric); possible: {figures}")
+        figures = [f for f in figures if f in make]
     return expand("{results}/figures/{figure}.png", results=RESULTS, figure=figures)
+
+
+# Experiments timed for Table 3 (and drawn in quality_vs_cost): the rows of the tables that show
+# inference time, not every experiment (timing the ablations would add nothing to a table).
+TIMED = [e for e in EXPERIMENTS
+         if any(e in t["experiments"] for t in TABLES.values() if TIMING_METRICS & set(t["metrics"]))]
 
 
 def timing_input(table):

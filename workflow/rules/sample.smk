@@ -43,7 +43,7 @@ rule timing:
 
 rule aggregate_timing:
     input:
-        expand("{results}/timing/{experiment}.json", results=RESULTS, experiment=EXPERIMENTS),
+        expand("{results}/timing/{experiment}.json", results=RESULTS, experiment=TIMED),
     output:
         f"{RESULTS}/timing/summary.csv",
     log:
