@@ -5,7 +5,8 @@ A ``SuperResolver`` maps an LR batch to an SR batch; evaluation and timing treat
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 
@@ -46,17 +47,37 @@ def _ddpm(cls):
     return build
 
 
+@dataclass(frozen=True)
+class Method:
+    """Everything the suite needs to know about a method, in one place.
+
+    build: keyword arguments (scale, checkpoint, device, k, sampling, weights) -> SuperResolver.
+    stochastic: sampled with ``evaluation.seeds`` seeds (deterministic methods run once).
+    trained: the workflow trains its model (``models/<method>``; ECDP: its stage-1 variants);
+        otherwise an experiment samples a given ``checkpoint:``, or needs none (bicubic).
+    iq: how its model can be fine-tuned with L_IQ, the default first ("none": it is not).
+    checkpoint_kind: ``meta["kind"]`` of its checkpoints (None: it has none).
+    """
+
+    build: Callable[..., SuperResolver]
+    stochastic: bool = False
+    trained: bool = False
+    iq: tuple[str, ...] = ("none",)
+    checkpoint_kind: str | None = None
+
+
 METHODS = {
-    "bicubic": Bicubic,
-    "rrdb": RRDB,
-    "ecdp": _ecdp,
-    "srdiff": _ddpm(SRDiff),
-    "sr3": _ddpm(SR3),
+    "bicubic": Method(Bicubic),
+    "rrdb": Method(RRDB, trained=True, checkpoint_kind="rrdbnet"),
+    "ecdp": Method(_ecdp, stochastic=True, trained=True, iq=("ode", "sde", "none"),
+                   checkpoint_kind="ecdp"),
+    "srdiff": Method(_ddpm(SRDiff), stochastic=True, trained=True, iq=("none", "ancestral"),
+                     checkpoint_kind="srdiff"),
+    "sr3": Method(_ddpm(SR3), stochastic=True, trained=True, iq=("none", "ancestral"),
+                  checkpoint_kind="sr3"),
 }
-
-
 # The method that reads a checkpoint of each kind (``meta["kind"]``).
-CHECKPOINT_KINDS = {"ecdp": "ecdp", "rrdbnet": "rrdb", "srdiff": "srdiff", "sr3": "sr3"}
+CHECKPOINT_KINDS = {m.checkpoint_kind: name for name, m in METHODS.items() if m.checkpoint_kind}
 
 
 def method_from_checkpoint(path, *, device: str = "cpu", weights: str = "ema") -> SuperResolver:
@@ -76,7 +97,7 @@ def build_method(kind: str, **kwargs) -> SuperResolver:
     """The one factory from a config ``method`` name to a SuperResolver."""
     if kind not in METHODS:
         raise ValueError(f"unknown method {kind!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[kind](**kwargs)
+    return METHODS[kind].build(**kwargs)
 
 
 def method_for(experiment: dict, *, scale: int, checkpoint=None, device="cpu",

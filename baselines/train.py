@@ -8,15 +8,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ecdp.checkpoint import load_checkpoint
 from ecdp.features import load_vgg_features
+from ecdp.losses import feature_l1
 from ecdp.nets import count_parameters
 from ecdp.rng import make_generator, seed_torch
-from ecdp.stages import (budget_text, dataset_input, load_rrdbnet, patch_batches,
-                         patch_sampler, save_result, scheduler_for)
-from ecdp.train import make_optimizer, train_loop
+from ecdp.stages import (budget_text, dataset_input, fit, load_rrdbnet, patch_batches,
+                         patch_sampler, save_result)
 
 from .sr3 import SR3
 from .srdiff import SRDiff
@@ -37,18 +36,18 @@ def _ddpm_noise(steps: int, continuous: bool):
     return draw
 
 
+def _trainable(model, cfg: dict) -> list:
+    return [([p for p in model.parameters() if p.requires_grad], cfg["lr"])]
+
+
 def _fit(model, *, name, dataset_root, out, cfg, seed, device, draw, meta, progress,
          inputs=None):
     scale = model.scale
     train = patch_sampler(dataset_root, "train", cfg, scale)
-    optimizer = make_optimizer([([p for p in model.parameters() if p.requires_grad], cfg["lr"])])
-    scheduler = scheduler_for(optimizer, cfg)
-    result = train_loop(lambda m, b: m.loss(*b), model=model, optimizer=optimizer,
-                        scheduler=scheduler, batches=patch_batches(train, cfg, seed, device, draw),
-                        steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
-                        clip_value=cfg["clip_value"], save_every=cfg["save_every"],
-                        progress=progress, desc=name, config={**meta, "train": cfg, "seed": seed},
-                        inputs={**dataset_input(dataset_root), **(inputs or {})})
+    result = fit(lambda m, b: m.loss(*b), model=model, groups=_trainable(model, cfg), cfg=cfg,
+                 batches=patch_batches(train, cfg, seed, device, draw), out=out, desc=name,
+                 config={**meta, "train": cfg, "seed": seed},
+                 inputs={**dataset_input(dataset_root), **(inputs or {})}, progress=progress)
     meta = {**meta, "scale": scale, "train": dict(cfg), "seed": seed,
             "params": count_parameters(model), "history": result["history"],
             "budget": budget_text(result["history"], cfg, device, prefix=meta.get("budget", ""))}
@@ -98,22 +97,18 @@ def finetune_iq(*, kind: str, dataset_root, checkpoint, out, weights_status: dic
     def step(m, batch):
         lr, hr, noise, generator = batch
         sr, nfe = m.sample(lr, x_T=noise, generator=generator, checkpoint=True)
-        loss = F.l1_loss(features(sr), features(hr))
-        return cfg["iq_weight"] * loss, {"iq": float(loss.detach()), "nfe": nfe}
+        loss, logs = feature_l1(features, sr, hr)
+        return cfg["iq_weight"] * loss, {**logs, "nfe": nfe}
 
     def draw(hr, g):
         return torch.randn(hr.shape, generator=g), make_generator("sampler-noise", g.initial_seed())
 
-    optimizer = make_optimizer([([p for p in model.parameters() if p.requires_grad], cfg["lr"])])
-    scheduler = scheduler_for(optimizer, cfg)
     model.train()
-    result = train_loop(step, model=model, optimizer=optimizer, scheduler=scheduler,
-                        batches=patch_batches(train, cfg, seed, device, draw), steps=cfg["steps"],
-                        state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
-                        clip_value=cfg["clip_value"], save_every=cfg["save_every"],
-                        progress=progress, desc=f"{kind}++ (L_IQ)",
-                        config={"base": base["budget"], "train": cfg, "seed": seed, "vgg": vgg},
-                        inputs={**dataset_input(dataset_root), "base": checkpoint})
+    result = fit(step, model=model, groups=_trainable(model, cfg), cfg=cfg,
+                 batches=patch_batches(train, cfg, seed, device, draw), out=out,
+                 desc=f"{kind}++ (L_IQ)", progress=progress,
+                 config={"base": base["budget"], "train": cfg, "seed": seed, "vgg": vgg},
+                 inputs={**dataset_input(dataset_root), "base": checkpoint})
     meta = {**base, "kind": kind, "iq": dict(cfg), "vgg": vgg, "history": result["history"],
             "budget": budget_text(result["history"], cfg, device, prefix=base["budget"])}
     save_result(out, result, meta)

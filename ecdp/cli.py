@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -65,6 +66,32 @@ def _import_checkpoint(args) -> None:
           f"{meta['params'] / 1e6:.2f}M parameters, net {meta['net']}")
 
 
+def _plan(args) -> None:
+    from pathlib import Path
+
+    from snakemake.cli import parse_config
+
+    from .plan import dag_jobs, format_plan, probe_plan
+
+    snakefile = Path(args.snakefile or Path(args.directory) / "Snakefile")
+    if not snakefile.exists():
+        raise ValueError(f"no Snakefile at {snakefile}: run in the suite's folder or give "
+                         f"--snakefile")
+    config = parse_config(args.config) if args.config else {}
+    jobs, cfg = dag_jobs(snakefile=snakefile, workdir=args.directory,
+                         configfiles=args.configfile, config=config, targets=args.targets)
+    if not jobs:
+        print("Nothing to be done: every target is up to date.")
+        return
+    plan = probe_plan(jobs, cfg, workdir=args.directory, probe_dir=args.probe_dir,
+                      steps=args.steps, max_batch=args.max_batch, max_patch=args.max_patch,
+                      lr_size=args.lr_size, max_sample_steps=args.max_sample_steps,
+                      adaptive_nfe=args.adaptive_nfe)
+    print(format_plan(plan))
+    if args.json:
+        Path(args.json).write_text(json.dumps(plan, indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecdp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.2,
                    help="SR3 only: dropout for fine-tuning (16 -> 128 config: 0.2)")
     p.set_defaults(func=_import_checkpoint)
+    p = sub.add_parser("plan", help="project the device-hours of a configured run by probing "
+                       "each training and sampling job for a few steps on this device")
+    p.add_argument("targets", nargs="*", default=["all"])
+    p.add_argument("--configfile", nargs="+", default=[], help="presets, as for snakemake")
+    p.add_argument("--config", nargs="+", default=[], help="KEY=VALUE overrides, as for snakemake")
+    p.add_argument("--directory", default=".", help="the run's working folder (default: here)")
+    p.add_argument("--snakefile", default=None, help="default: DIRECTORY/Snakefile")
+    p.add_argument("--steps", type=int, default=3, help="training steps per probe (first dropped)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="probe at most this batch and scale linearly (e.g. 2 on a CPU)")
+    p.add_argument("--max-patch", type=int, default=None,
+                   help="probe at most this HR patch and scale by pixels (e.g. 64 on a CPU)")
+    p.add_argument("--lr-size", type=int, default=16, help="LR side of the probed test image")
+    p.add_argument("--max-sample-steps", type=int, default=10,
+                   help="probe SRDiff / SR3 in at most this many steps, scaled to theirs")
+    p.add_argument("--adaptive-nfe", type=int, default=None,
+                   help="NFE to price an adaptive ECDP solve at (default: the probe's)")
+    p.add_argument("--probe-dir", default=None, help="keep the probes here (default: a "
+                   "temporary folder, removed)")
+    p.add_argument("--json", default=None, help="also write the plan as JSON")
+    p.set_defaults(func=_plan)
     return parser
 
 

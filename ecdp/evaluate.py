@@ -143,7 +143,8 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     per_seed = per_image.groupby(keys + ["seed"], sort=False)[list(METRICS)].mean()
     mean = per_seed.groupby(level=keys, sort=False).mean().add_suffix("_mean")
     std = per_seed.groupby(level=keys, sort=False).std(ddof=0).add_suffix("_std")
-    first = per_image.groupby(keys, sort=False)[["lpips_weights", "weights", "budget"]].first()
+    described = [c for c in ("lpips_weights", "weights", "budget", "region") if c in per_image]
+    first = per_image.groupby(keys, sort=False)[described].first()
     if "params" in per_image:
         mean["params_m_mean"] = per_image.groupby(keys, sort=False)["params"].first() / 1e6
         mean["params_m_std"] = 0.0

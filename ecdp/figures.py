@@ -70,56 +70,81 @@ def denoised_predictions(models: dict, lr: torch.Tensor, hr: torch.Tensor, level
     return fig, scores
 
 
-def validation_curves(histories: dict[str, list[dict]], metric: str = "psnr") -> plt.Figure:
+def validation_curves(histories: dict[str, list[dict]], metric: str = "psnr", *,
+                      title: str = "") -> plt.Figure:
     """histories: name -> [{"step", metric, ...}] (stage-1 validation records)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, records in histories.items():
         if not records:
             continue
         ax.plot([r["step"] for r in records], [r[metric] for r in records], marker="o",
                 label=name)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"validation {metric.upper()} (EMA weights)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("stage-1 training step")
+    ax.set_ylabel(f"validation {metric.upper()} (dB)" if metric == "psnr"
+                  else f"validation {metric.upper()}")
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(title="parametrization")
     return fig
 
 
-def quality_vs_cost(summary: pd.DataFrame, timing: pd.DataFrame, *,
-                    protocol: str = "paper") -> plt.Figure:
-    """Quality (rows: PSNR, LPIPS if measured) against s/image and NFE (columns)."""
+MARKERS = "osD^v<>pPX*h"
+
+
+def quality_vs_cost(summary: pd.DataFrame, timing: pd.DataFrame, *, protocol: str = "paper",
+                    labels: dict[str, str] | None = None) -> plt.Figure:
+    """Quality (rows: PSNR, LPIPS if measured) against s/image and NFE (columns); one marker
+    per experiment, named in the legend (labels, not keys), the device on the time axis."""
     quality = summary[summary["protocol_name"] == protocol].set_index("experiment")
     data = timing.set_index("experiment")[["seconds", "nfe"]].join(quality, how="inner")
     metrics = ["psnr_mean"] + (["lpips_mean"] if data["lpips_mean"].notna().any() else [])
-    fig, axes = plt.subplots(len(metrics), 2, squeeze=False, figsize=(9, 3.5 * len(metrics)))
+    first = timing.iloc[0]
+    device = f"{first['device']}, LR {first['lr_size']}" if "device" in timing else ""
+    fig, axes = plt.subplots(len(metrics), 2, squeeze=False, figsize=(9, 3.3 * len(metrics)))
     for i, metric in enumerate(metrics):
         for j, cost in enumerate(["seconds", "nfe"]):
             ax = axes[i, j]
-            ax.scatter(data[cost], data[metric])
-            for name, row in data.iterrows():
-                ax.annotate(name, (row[cost], row[metric]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
+            for k, (name, row) in enumerate(data.iterrows()):
+                ax.errorbar(row[cost], row[metric], yerr=row.get(metric.replace("_mean", "_std")),
+                            fmt=MARKERS[k % len(MARKERS)], ms=7, capsize=3,
+                            label=(labels or {}).get(name, name))
             ax.set_xscale("log" if (data[cost] > 0).all() else "linear")
-            ax.set_xlabel("seconds per image" if cost == "seconds" else "network evaluations")
-            ax.set_ylabel(metric.removesuffix("_mean").upper())
+            ax.set_xlabel(f"seconds per image ({device})" if cost == "seconds"
+                          else "network evaluations per image (NFE)")
+            unit = " (dB)" if metric == "psnr_mean" else ""
+            ax.set_ylabel(metric.removesuffix("_mean").upper() + unit)
             ax.grid(alpha=0.3)
-    fig.suptitle(f"Quality against inference cost ({protocol} protocol)", fontsize=9)
+    axes[0, 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"Quality against inference cost ({protocol} protocol; error bars: std over "
+                 f"sample seeds)", fontsize=9)
+    fig.tight_layout()
     return fig
 
 
-def crop_grid(images: dict[str, np.ndarray], box: tuple[int, int, int]) -> plt.Figure:
-    """images: label -> HxWx3 uint8 (all HR size, LR is upsampled by the caller);
-    box: (top, left, size) of the crop."""
+def crop_grid(images: dict[str, np.ndarray], box: tuple[int, int, int], *,
+              title: str = "") -> plt.Figure:
+    """images: label -> HxWx3 uint8 (all HR size, LR is upsampled by the caller), the HR under
+    "HR"; box: (top, left, size) of the crop. Each panel but HR shows its crop's PSNR to the
+    HR crop (dB, RGB)."""
     top, left, size = box
-    n = len(images)
+    crops = {label: image[top:top + size, left:left + size] for label, image in images.items()}
+    reference = crops["HR"].astype(np.float64)
+    n = len(crops)
     cols = min(n, 5)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=(2.2 * cols, 2.4 * rows))
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (label, image) in zip(axes.flat, images.items()):
-        ax.imshow(image[top:top + size, left:left + size], interpolation="nearest")
+    for ax, (label, crop) in zip(axes.flat, crops.items()):
+        ax.imshow(crop, interpolation="nearest")
+        if label != "HR":
+            mse = np.mean((crop.astype(np.float64) - reference) ** 2)
+            label += f"\n{10 * math.log10(255 ** 2 / mse):.2f} dB" if mse > 0 else "\nexact"
         ax.set_title(label, fontsize=8)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .degradation import upsample
 
-__all__ = ["draw_sm_noise", "score_matching_loss", "image_quality_loss", "l1_loss"]
+__all__ = ["draw_sm_noise", "score_matching_loss", "image_quality_loss", "feature_l1", "l1_loss"]
 
 
 def draw_sm_noise(hr: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,8 +46,15 @@ def image_quality_loss(model, features, lr: torch.Tensor, hr: torch.Tensor, x1: 
     with ``adjoint``, or the checkpointed reverse SDE). x1: prior noise state, like hr."""
     sample, nfe = model.sample(lr, x1=x1, solver=solver, train_encoder=train_encoder,
                                generator=generator)
+    loss, logs = feature_l1(features, sample, hr)
+    return loss, {**logs, "nfe": nfe}
+
+
+def feature_l1(features, sample: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """L_IQ's distance, eq. (19): mean |phi(sample) - phi(hr)| over VGG19 features ``features``
+    (``ecdp.features``). The one L_IQ of the suite: ECDP's stage 2 and the "++" baselines."""
     loss = F.l1_loss(features(sample), features(hr))
-    return loss, {"iq": float(loss.detach()), "nfe": nfe}
+    return loss, {"iq": float(loss.detach())}
 
 
 L1_REDUCTIONS = ("sum", "mean")

@@ -29,7 +29,7 @@ from .samplers import ADAPTIVE, FIXED_STEP_EVALS, RELEASED_SAMPLING, make_solver
 from .sde import estimate_sigma
 from .train import averaged, make_optimizer, make_scheduler, train_loop, world
 
-__all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet",
+__all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet", "fit",
            "choose_k", "patch_batches", "patch_sampler", "budget_text", "save_result",
            "dataset_input"]
 
@@ -86,6 +86,20 @@ def scheduler_for(optimizer, cfg: dict):
                           milestones=tuple(cfg["milestones"]))
 
 
+def fit(step_fn, *, model, groups: list, cfg: dict, batches, out, desc: str, config: dict,
+        inputs: dict, validate=None, progress: bool = True) -> dict:
+    """One training of recipe ``cfg`` (every entry point's): Adam over ``groups`` [(params,
+    lr)], the recipe's warm-up and milestones, EMA, clipping, validation and resumable state
+    in ``{out}.state`` keyed on ``config`` and ``inputs``. Returns ``train_loop``'s result."""
+    optimizer = make_optimizer(groups)
+    return train_loop(step_fn, model=model, optimizer=optimizer,
+                      scheduler=scheduler_for(optimizer, cfg), batches=batches,
+                      steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
+                      clip_value=cfg["clip_value"], save_every=cfg["save_every"],
+                      validate=validate, validate_every=cfg.get("validate_every"),
+                      progress=progress, desc=desc, config=config, inputs=inputs)
+
+
 # ---------------------------------------------------------------------- RRDBNet
 
 def load_rrdbnet(path: str | os.PathLike, *, weights: str = "ema") -> RRDBNet:
@@ -101,17 +115,12 @@ def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: 
     no EMA), clip_value, l1 ("sum" or "mean"), augment, save_every}."""
     seed_torch(seed)
     model = RRDBNet(scale=scale, **net).to(device)
-    optimizer = make_optimizer([(model.parameters(), cfg["lr"])])
-    scheduler = scheduler_for(optimizer, cfg)
     sampler = patch_sampler(dataset_root, "train", cfg, scale)
-    result = train_loop(lambda m, b: l1_loss(m, *b, reduction=cfg["l1"]), model=model,
-                        optimizer=optimizer,
-                        scheduler=scheduler, batches=patch_batches(sampler, cfg, seed, device),
-                        steps=cfg["steps"], state_path=f"{out}.state",
-                        ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
-                        save_every=cfg["save_every"], progress=progress, desc="rrdbnet",
-                        config={"net": net, "train": cfg, "seed": seed},
-                        inputs=dataset_input(dataset_root))
+    result = fit(lambda m, b: l1_loss(m, *b, reduction=cfg["l1"]), model=model,
+                 groups=[(model.parameters(), cfg["lr"])], cfg=cfg,
+                 batches=patch_batches(sampler, cfg, seed, device), out=out, desc="rrdbnet",
+                 config={"net": net, "train": cfg, "seed": seed},
+                 inputs=dataset_input(dataset_root), progress=progress)
     meta = {"kind": "rrdbnet", "scale": scale, "net": dict(net), "train": dict(cfg), "seed": seed,
             "params": count_parameters(model),
             "budget": budget_text(result["history"], cfg, device), "history": result["history"]}
@@ -192,19 +201,15 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
                              parametrization=Parametrization(model_cfg["parametrization"],
                                                              1.0 if k == "auto" else float(k)))
     model.to(device)
-    optimizer = make_optimizer([(model.unet.parameters(), cfg["lr"]),
-                                (model.encoder.parameters(), cfg["lr_encoder"])])
-    scheduler = scheduler_for(optimizer, cfg)
     val = patch_sampler(dataset_root, "val", cfg, scale)
-    result = train_loop(lambda m, b: score_matching_loss(m, *b), model=model,
-                        optimizer=optimizer, scheduler=scheduler,
-                        batches=patch_batches(train, cfg, seed, device, draw_sm_noise),
-                        steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
-                        clip_value=cfg["clip_value"], save_every=cfg["save_every"],
-                        validate=_validator(val, seed=seed), validate_every=cfg["validate_every"],
-                        progress=progress, desc=f"ecdp stage 1 ({model_cfg['parametrization']})",
-                        config={"model": model_cfg, "train": cfg, "seed": seed},
-                        inputs={**dataset_input(dataset_root), "rrdb": rrdb_checkpoint})
+    result = fit(lambda m, b: score_matching_loss(m, *b), model=model,
+                 groups=[(model.unet.parameters(), cfg["lr"]),
+                         (model.encoder.parameters(), cfg["lr_encoder"])], cfg=cfg,
+                 batches=patch_batches(train, cfg, seed, device, draw_sm_noise), out=out,
+                 validate=_validator(val, seed=seed), progress=progress,
+                 desc=f"ecdp stage 1 ({model_cfg['parametrization']})",
+                 config={"model": model_cfg, "train": cfg, "seed": seed},
+                 inputs={**dataset_input(dataset_root), "rrdb": rrdb_checkpoint})
     k_choice = None
     if k == "auto" and model.parametrization.kind == "hybrid":
         k, k_choice = choose_k(averaged(result), val, seed=seed)
@@ -265,8 +270,6 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
         groups.append((model.encoder.parameters(), cfg["lr_encoder"]))
     else:
         model.encoder.requires_grad_(False)
-    optimizer = make_optimizer(groups)
-    scheduler = scheduler_for(optimizer, cfg)
     solver = iq_solver(cfg)
 
     def step(m, batch):
@@ -282,16 +285,13 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
             logs.update(sm_logs)
         return loss, logs
 
-    result = train_loop(step, model=model, optimizer=optimizer, scheduler=scheduler,
-                        batches=patch_batches(train, cfg, seed, device, draw_iq_noise),
-                        steps=cfg["steps"], state_path=f"{out}.state",
-                        ema_decay=cfg["ema_decay"], clip_value=cfg["clip_value"],
-                        save_every=cfg["save_every"], validate=_validator(val, seed=seed),
-                        validate_every=cfg.get("validate_every"), progress=progress,
-                        desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})",
-                        config={"stage1": meta1["budget"], "train": cfg, "k": k, "seed": seed,
-                                "vgg": vgg},
-                        inputs={**dataset_input(dataset_root), "stage1": stage1_checkpoint})
+    result = fit(step, model=model, groups=groups, cfg=cfg,
+                 batches=patch_batches(train, cfg, seed, device, draw_iq_noise), out=out,
+                 validate=_validator(val, seed=seed), progress=progress,
+                 desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})",
+                 config={"stage1": meta1["budget"], "train": cfg, "k": k, "seed": seed,
+                         "vgg": vgg},
+                 inputs={**dataset_input(dataset_root), "stage1": stage1_checkpoint})
     meta = {**meta1, "stage": 2, "k": model.parametrization.k, "k_choice": k_choice,
             "stage2": dict(cfg), "vgg": vgg,
             "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"]),

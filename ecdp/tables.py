@@ -14,14 +14,20 @@ import pandas as pd
 
 from .data.io import atomic_write_text
 
-__all__ = ["METRIC_FORMATS", "build_table", "timing_extra", "write_table"]
+__all__ = ["METRIC_FORMATS", "build_table", "describe", "timing_extra", "write_table"]
 
-METRIC_FORMATS = {  # name: (header, decimals)
-    "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑", 2), "ssim": ("SSIM↑", 3),
-    "lr_psnr": ("LR-PSNR↑", 2), "seconds": ("s/image↓", 3), "nfe": ("NFE", 1),
-    "params_m": ("#Params (M)", 2), "peak_mib": ("peak MiB", 0),
+METRIC_FORMATS = {  # name: (header with its unit, decimals)
+    "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑ (dB)", 2), "ssim": ("SSIM↑", 3),
+    "lr_psnr": ("LR-PSNR↑ (dB)", 2), "seconds": ("s/image↓", 3), "nfe": ("NFE", 0),
+    "params_m": ("#Params (M)", 2), "peak_mib": ("peak memory (MiB)", 0),
 }
 TIMING_METRICS = ("seconds", "nfe", "peak_mib")
+# What a table's header says for its metrics (only those it shows).
+METRIC_NOTES = {
+    "lpips": "LPIPS: AlexNet, lpips 0.1, inputs in [-1, 1]",
+    "psnr": "PSNR in dB on RGB (paper protocol: no border crop)",
+    "lr_psnr": "LR-PSNR: PSNR of the MATLAB-bicubic-downsampled output against the LR input, dB",
+}
 
 
 def _fmt(value, decimals: int, std=None) -> str:
@@ -52,6 +58,8 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
             std = None
             if extra and metric in extra.get(experiment, {}):
                 value = extra[experiment][metric]
+                if isinstance(value, str):  # not measurable here: the reason
+                    value, note = float("nan"), value
             elif experiment not in summary.index:
                 value, note = float("nan"), "not run in this configuration"
             elif f"{metric}_mean" not in summary.columns:
@@ -74,9 +82,42 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
 
 
 def timing_extra(timing: pd.DataFrame) -> dict[str, dict]:
-    """experiment -> {seconds, nfe, peak_mib} from the timing rule's summary CSV."""
-    return {row["experiment"]: {m: float(row[m]) for m in TIMING_METRICS}
-            for _, row in timing.iterrows()}
+    """experiment -> {seconds, nfe, peak_mib} from the timing rule's summary CSV. Peak memory
+    is a device-memory peak only on CUDA; on a CPU it says why it is not given."""
+    out = {}
+    for _, row in timing.iterrows():
+        values = {m: float(row[m]) for m in TIMING_METRICS}
+        if str(row.get("device", "cpu")).startswith("cpu"):
+            values["peak_mib"] = ("CPU run: no device-memory peak (the process's RSS growth, "
+                                  "in timing/summary.csv, is not comparable)")
+        out[row["experiment"]] = values
+    return out
+
+
+def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], *,
+             protocol: str, timing: pd.DataFrame | None = None) -> list[str]:
+    """The lines above a table: region, images, seeds, what ± is, units, and for timing the
+    device and LR size the seconds were measured on."""
+    rows = summary[(summary["protocol_name"] == protocol)
+                   & summary["experiment"].isin(experiments)]
+    lines = []
+    if len(rows) and set(metrics) - set(TIMING_METRICS) - {"params_m"}:
+        regions = "; ".join(dict.fromkeys(rows["region"])) if "region" in rows else "not recorded"
+        images = "/".join(str(n) for n in dict.fromkeys(rows["n_images"]))
+        seeds = max(int(n) for n in rows["n_seeds"])
+        lines.append(f"Evaluated on {images} test images, region: {regions}.")
+        lines.append(f"Values are means over images; ± is the standard deviation over {seeds} "
+                     f"sample seeds of the per-seed means (stochastic methods; deterministic "
+                     f"ones run once), not over trainings: each model was trained once.")
+    lines += [METRIC_NOTES[m] + "." for m in metrics if m in METRIC_NOTES]
+    if timing is not None and len(timing):
+        t = timing[timing["experiment"].isin(experiments)].iloc[0]
+        lines.append(f"Timing: {t['device']} ({t['device_name']}, {int(t['threads'])} threads), "
+                     f"one LR image of {t['lr_size']} px, batch {int(t['batch'])}, median of "
+                     f"{int(t['repeats'])} runs after {int(t['warmup'])} warm-up; the paper's "
+                     f"seconds are one GPU on full-size DIV2K (LR about 510x339): compare "
+                     f"ratios between rows, not seconds.")
+    return lines
 
 
 def _wide(long: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
@@ -108,10 +149,11 @@ def _wide(long: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
     return header, body, notes
 
 
-def _markdown(long: pd.DataFrame, title: str) -> str:
+def _markdown(long: pd.DataFrame, title: str, description: list[str]) -> str:
     header, body, notes = _wide(long)
+    reference = long["paper_table"].iloc[0] or "none"
     lines = [f"# {title}", "",
-             f"Protocol: {long['protocol'].iloc[0]}. Reference: {long['paper_table'].iloc[0]}.",
+             f"Protocol: {long['protocol'].iloc[0]}. Reference: {reference}.", *description,
              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     lines += [""] + [f"[{i + 1}] {n}" for i, n in enumerate(notes)]
@@ -126,21 +168,24 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def _latex(long: pd.DataFrame, title: str) -> str:
+def _latex(long: pd.DataFrame, title: str, description: list[str]) -> str:
     header, body, notes = _wide(long)
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(title)}}}",
              r"\begin{tabular}{l" + "r" * (len(header) - 2) + "l}", r"\toprule",
              " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in body]
     lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\footnotesize " + _latex_escape(n) for n in description]
     lines += [r"\par\footnotesize " + _latex_escape(f"[{i + 1}] {n}") for i, n in enumerate(notes)]
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
-def write_table(long: pd.DataFrame, stem: str | os.PathLike, *, title: str) -> None:
-    """Write ``stem``.csv, .md and .tex (each atomically)."""
+def write_table(long: pd.DataFrame, stem: str | os.PathLike, *, title: str,
+                description: list[str] = ()) -> None:
+    """Write ``stem``.csv, .md and .tex (each atomically); ``description`` (``describe``) goes
+    under the title."""
     stem = Path(stem)
     atomic_write_text(stem.with_suffix(".csv"), long.to_csv(index=False))
-    atomic_write_text(stem.with_suffix(".md"), _markdown(long, title))
-    atomic_write_text(stem.with_suffix(".tex"), _latex(long, title))
+    atomic_write_text(stem.with_suffix(".md"), _markdown(long, title, list(description)))
+    atomic_write_text(stem.with_suffix(".tex"), _latex(long, title, list(description)))

@@ -2,6 +2,7 @@
 import os
 import re
 
+import baselines
 import ecdp.data.io
 import ecdp.samplers
 import ecdp.tables
@@ -17,16 +18,17 @@ if _unknown:
         f"config 'run' names undefined experiments {_unknown}; defined: {list(config['experiments'])}"
     )
 EXPERIMENTS = {e: config["experiments"][e] for e in RUN}
-STOCHASTIC_METHODS = {"ecdp", "srdiff", "sr3"}
-# L_IQ choices per method; the first is the default.
-IQ_CHOICES = {"ecdp": ("ode", "sde", "none"), "srdiff": ("none", "ancestral"),
-              "sr3": ("none", "ancestral"), "rrdb": ("none",), "bicubic": ("none",)}
+METHODS = baselines.METHODS  # what each method is: stochastic, trained, its L_IQ choices
+for _e, _spec in config["experiments"].items():
+    if _spec["method"] not in METHODS:
+        raise ValueError(f"experiments.{_e}.method: unknown method {_spec['method']!r}; "
+                         f"baselines.METHODS has {', '.join(METHODS)}")
 
 
 def iq_of(experiment):
     """How an experiment's model is fine-tuned with L_IQ ('none' when it is not)."""
     spec = config["experiments"][experiment]
-    choices = IQ_CHOICES[spec["method"]]
+    choices = METHODS[spec["method"]].iq
     iq = spec.get("iq", choices[0])
     if iq not in choices:
         raise ValueError(
@@ -39,7 +41,8 @@ def iq_of(experiment):
 for _e in config["experiments"]:
     iq_of(_e)
     _spec = config["experiments"][_e]
-    if _spec.get("checkpoint") and (_spec["method"] == "bicubic" or iq_of(_e) != "none"):
+    if _spec.get("checkpoint") and (METHODS[_spec["method"]].checkpoint_kind is None
+                                    or iq_of(_e) != "none"):
         raise ValueError(
             f"experiments.{_e}.checkpoint: a given checkpoint is sampled as it is; it needs a "
             f"method with a model and iq: none (method {_spec['method']!r}, iq {iq_of(_e)!r})"
@@ -71,7 +74,7 @@ wildcard_constraints:
 def seeds_of(experiment):
     """Sample seeds: several for stochastic methods, one for deterministic ones."""
     method = EXPERIMENTS[experiment]["method"]
-    n = config["evaluation"]["seeds"] if method in STOCHASTIC_METHODS else 1
+    n = config["evaluation"]["seeds"] if METHODS[method].stochastic else 1
     return list(range(n))
 
 
@@ -222,7 +225,7 @@ def model_of(experiment):
     spec = EXPERIMENTS[experiment]
     if spec.get("checkpoint"):
         return spec["checkpoint"]
-    if spec["method"] == "bicubic":
+    if not METHODS[spec["method"]].trained:
         return []
     if iq_of(experiment) != "none":
         return f"{RESULTS}/models/{experiment}/model.pt"

@@ -56,6 +56,7 @@ rule quality_vs_cost:
         f"logs/figures/{DATASET}_x{SCALE}_quality_vs_cost.log",
     params:
         protocol=config["evaluation"]["protocols"][0],
+        labels={e: EXPERIMENTS[e].get("label", e) for e in TIMED},
     conda:
         "../envs/ecdp.yaml"
     script:

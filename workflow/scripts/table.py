@@ -5,7 +5,7 @@ import pandas as pd
 import yaml
 
 from ecdp.logs import logged
-from ecdp.tables import build_table, timing_extra, write_table
+from ecdp.tables import build_table, describe, timing_extra, write_table
 
 
 def main(*, summary: str, reference: str, output_stem: str, name: str, table: dict,
@@ -14,13 +14,17 @@ def main(*, summary: str, reference: str, output_stem: str, name: str, table: di
     paper = (yaml.safe_load(Path(reference).read_text())[table["reference"]]
              if table.get("reference") else {"caption": None, "rows": {}})
     rows = {e: labels.get(e, e) for e in table["experiments"]}
-    extra = timing_extra(pd.read_csv(timing)) if timing else None
-    long = build_table(pd.read_csv(summary), paper, rows=rows, metrics=table["metrics"],
+    timing = pd.read_csv(timing) if timing else None
+    extra = timing_extra(timing) if timing is not None else None
+    summary = pd.read_csv(summary)
+    long = build_table(summary, paper, rows=rows, metrics=table["metrics"],
                        protocol=table["protocol"], extra=extra, reference_rows=reference_rows)
+    description = describe(summary, list(rows), table["metrics"], protocol=table["protocol"],
+                           timing=timing)
     title = f"{table.get('title') or name}: {dataset} x{scale}"
     if paper["caption"]:
         title += f", reproduced beside {paper['caption']}"
-    write_table(long, output_stem, title=title)
+    write_table(long, output_stem, title=title, description=description)
     print(Path(output_stem).with_suffix(".md").read_text())
 
 
