@@ -140,9 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probe at most this HR patch and scale by pixels (e.g. 64 on a CPU)")
     p.add_argument("--lr-size", type=int, default=16, help="LR side of the probed test image")
     p.add_argument("--max-sample-steps", type=int, default=10,
-                   help="probe SRDiff / SR3 in at most this many steps, scaled to theirs")
-    p.add_argument("--adaptive-nfe", type=int, default=None,
-                   help="NFE to price an adaptive ECDP solve at (default: the probe's)")
+                   help="probe sampling chains (SRDiff / SR3 steps, ECDP's solve, L_IQ's chain) "
+                   "in at most this many network evaluations, scaled to theirs")
+    p.add_argument("--adaptive-nfe", type=int, default=87,
+                   help="NFE to price an adaptive ECDP solve at, forward (probed with fixed "
+                   "steps: probe weights make an adaptive NFE meaningless); default 87, what "
+                   "the default CPU run's trained ECDP took with the released solve")
     p.add_argument("--probe-dir", default=None, help="keep the probes here (default: a "
                    "temporary folder, removed)")
     p.add_argument("--json", default=None, help="also write the plan as JSON")

@@ -66,7 +66,9 @@ def denoised_predictions(models: dict, lr: torch.Tensor, hr: torch.Tensor, level
             axes[i, j].set_title(f"{name}: {scores[name][-1]:.2f} dB", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle("Denoised predictions x̂_0(x_t) per parametrization (PSNR to HR)", fontsize=9)
+    fig.suptitle("Figure 5: one-step denoised prediction x̂_0(x_t) of each parametrization's "
+                 "stage-1 model from the same x_t (title: PSNR to the HR, dB)", fontsize=9)
+    fig.tight_layout()
     return fig, scores
 
 
@@ -81,7 +83,11 @@ def validation_curves(histories: dict[str, list[dict]], metric: str = "psnr", *,
             continue
         ax.plot([r["step"] for r in records], [r[metric] for r in records], marker="o",
                 label=name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    steps = sorted({r["step"] for records in histories.values() for r in records})
+    if 0 < len(steps) <= 12:
+        ax.set_xticks(steps)  # the validated steps themselves
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("stage-1 training step")
     ax.set_ylabel(f"validation {metric.upper()} (dB)" if metric == "psnr"
                   else f"validation {metric.upper()}")

@@ -121,7 +121,7 @@ def _key(job) -> str:
 
 def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
                max_batch: int | None = None, max_patch: int | None = None, lr_size: int = 16,
-               max_sample_steps: int = 10, adaptive_nfe: int | None = None,
+               max_sample_steps: int = 10, adaptive_nfe: int = 87,
                log=print) -> dict:
     """Probe ``jobs`` (from ``dag_jobs``) and project each onto the configured run. Returns
     {"jobs": [{rule, name, count, hours, detail}], "untimed": {rule: count}, "assumptions"}."""
@@ -152,8 +152,10 @@ def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
                          "patch_size": min(cfg["patch_size"], max_patch or cfg["patch_size"])}
                 if "allow_random_vgg" in cfg:
                     small["allow_random_vgg"] = True
-                chain = _sampled_steps(job, cfg)  # L_IQ through a DDPM chain or the SDE
-                if chain:
+                chain = _sampled_steps(job, cfg, adaptive_nfe)  # L_IQ's sampling chain
+                if chain and rule == "train_ecdp_stage2" and cfg.get("sampler") == "ode":
+                    small["sample"] = {"solver": "euler", "nfe": min(chain, max_sample_steps)}
+                elif chain:
                     key_steps = next(k for k in ("sample_steps", "sde_steps") if k in cfg)
                     small[key_steps] = min(chain, max_sample_steps)
                 key = _key(job)
@@ -172,7 +174,8 @@ def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
                           * (cfg["patch_size"] / small["patch_size"]) ** 2
                           * (chain / min(chain, max_sample_steps) if chain else 1))
                 hours = per_step * factor * cfg["steps"] / 3600
-                rows.append({"rule": rule, "name": name, "hours": hours,
+                rows.append({"rule": rule, "name": name, "hours": hours, "steps": cfg["steps"],
+                             "seconds_per_step": per_step, "factor": factor,
                              "detail": f"{cfg['steps']} steps x {per_step:.3g} s/step at batch "
                                        f"{small['batch_size']} @ {small['patch_size']} px"
                                        + (f" and {min(chain, max_sample_steps)} sampling steps"
@@ -187,7 +190,9 @@ def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
                                                           adaptive_nfe, log)
                 s_eval, nfe, probe_px, note = per_image[experiment]
                 seconds = sum(s_eval * nfe * p / probe_px for p in pixels)
-                rows.append({"rule": rule, "name": name, "hours": seconds / 3600,
+                rows.append({"rule": rule, "name": experiment, "hours": seconds / 3600,
+                             "nfe": nfe,
+                             "seconds_per_eval": s_eval, "probe_pixels": probe_px,
                              "detail": f"{images} images x NFE {nfe} x {s_eval:.3g} s/eval at "
                                        f"{probe_px} HR px, scaled by pixels{note}"})
             elif rule == "timing":
@@ -206,30 +211,45 @@ def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
                             "HR pixels per test image (mean)": round(sum(pixels) / images),
                             "probe steps": steps, "probe LR size": lr_size,
                             "probe max batch": max_batch, "probe max patch": max_patch,
-                            "probe max sampling steps": max_sample_steps}}
+                            "probe max sampling steps": max_sample_steps,
+                            "adaptive ECDP solve NFE": adaptive_nfe}}
 
 
-def _sampled_steps(job, cfg: dict) -> int | None:
-    """Steps of the sampling chain an L_IQ step backpropagates through, when it is a chain of
-    fixed steps (the "++" ancestral samplers, stage 2 by SDE); None for an ODE solve."""
+def _sampled_steps(job, cfg: dict, adaptive_nfe: int) -> int | None:
+    """Network evaluations of the sampling chain an L_IQ step backpropagates through: the "++"
+    ancestral samplers' steps, stage 2's SDE steps or its ODE solve's NFE (fixed-step as
+    configured, adaptive at ``adaptive_nfe``); None for the trainings without L_IQ."""
     from .checkpoint import load_checkpoint
+    from .samplers import FIXED_STEP_EVALS
 
     if job.rule.name == "finetune_iq":
         model = load_checkpoint(job.input.base)["meta"]
         return cfg.get("sample_steps") or model.get("diffusion", model.get("net", {}))["steps"]
-    if job.rule.name == "train_ecdp_stage2" and cfg.get("sampler") == "sde":
-        return cfg["sde_steps"]
+    if job.rule.name == "train_ecdp_stage2":
+        if cfg.get("sampler") == "sde":
+            return cfg["sde_steps"]
+        spec = cfg.get("sample") or {}
+        if spec.get("solver", "dopri5") in FIXED_STEP_EVALS or "nfe" in spec:
+            return spec["nfe"]
+        return adaptive_nfe
     return None
 
 
-def _probe_sample(job, params, max_sample_steps, adaptive_nfe, log):
+def _probe_sample(job, params, max_sample_steps: int, adaptive_nfe: int, log):
     """(seconds per network evaluation, the configured NFE, probed HR pixels, a note)."""
     from PIL import Image
 
     from .checkpoint import load_checkpoint
 
+    from .samplers import ADAPTIVE, EVALUATION_KEYS
+
     sampling, note = params.get("sampling"), ""
     nfe = None
+    adaptive = bool(sampling) and sampling.get("solver") in ADAPTIVE
+    if adaptive:  # probe weights make an adaptive solve's NFE meaningless: time fixed steps
+        sampling = {**{k: v for k, v in sampling.items() if k in EVALUATION_KEYS},
+                    "solver": "euler", "nfe": max_sample_steps}
+        note = f" (adaptive solve priced at NFE {adaptive_nfe}, --adaptive-nfe)"
     if sampling and "steps" in sampling:  # SRDiff / SR3: NFE = their steps, probed at fewer
         model = load_checkpoint(job.input.model)["meta"]
         total = model.get("diffusion", model.get("net", {})).get("steps")
@@ -241,12 +261,8 @@ def _probe_sample(job, params, max_sample_steps, adaptive_nfe, log):
     probe_nfe = image["nfe"] or 1
     s_eval = image["seconds"] / probe_nfe
     probe_px = math.prod(Image.open(Path(job.output[0]).with_suffix("") / image["path"]).size)
-    if nfe is None:  # ECDP: fixed-step NFE as configured; an adaptive solve as probed
-        nfe = probe_nfe
-        if sampling and sampling.get("solver") in ("dopri5", "dopri8", "bosh3", "adaptive_heun"):
-            nfe = adaptive_nfe or probe_nfe
-            note = (f" (adaptive solve: NFE {'given' if adaptive_nfe else 'of the probe weights'};"
-                    f" a trained model's differs)")
+    if nfe is None:  # ECDP: fixed-step NFE as configured; an adaptive solve as assumed
+        nfe = adaptive_nfe if adaptive else probe_nfe
     return s_eval, nfe, probe_px, note
 
 
@@ -267,8 +283,7 @@ def format_plan(plan: dict) -> str:
              f"divides a job's wall time, not its device-hours):", ""]
     shown = {}  # super_resolve: one line per experiment, its seeds summed
     for r in plan["jobs"]:
-        name = r["name"].split("/seed")[0] if r["rule"] == "super_resolve" else r["name"]
-        row = shown.setdefault((r["rule"], name), {**r, "name": name, "hours": 0.0, "n": 0})
+        row = shown.setdefault((r["rule"], r["name"]), {**r, "hours": 0.0, "n": 0})
         row["hours"] += r["hours"]
         row["n"] += 1
     lines += [f"  {r['rule']:<18} {r['name'] + (f' ({n} seeds)' if n > 1 else ''):<28} "

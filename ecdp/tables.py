@@ -87,7 +87,7 @@ def timing_extra(timing: pd.DataFrame) -> dict[str, dict]:
     out = {}
     for _, row in timing.iterrows():
         values = {m: float(row[m]) for m in TIMING_METRICS}
-        if str(row.get("device", "cpu")).startswith("cpu"):
+        if str(row.get("device", "")).startswith("cpu"):
             values["peak_mib"] = ("CPU run: no device-memory peak (the process's RSS growth, "
                                   "in timing/summary.csv, is not comparable)")
         out[row["experiment"]] = values

@@ -16,7 +16,7 @@ from ecdp.figures import (crop_grid, denoised_predictions, quality_vs_cost, save
 from ecdp.launch import torchrun_command, torchrun_workers
 from ecdp.nets import RRDBNet
 from ecdp.rng import make_generator
-from ecdp.tables import build_table, timing_extra
+from ecdp.tables import build_table, describe, timing_extra, write_table
 from ecdp.timing import time_method
 
 
@@ -81,7 +81,9 @@ def test_other_figures_write_pngs(tmp_path):
                            "budget": ["x", "y"], "weights": ["ema", "ema"]})
     save_figure(quality_vs_cost(summary, timing), tmp_path / "q.png")
     images = {k: np.full((32, 32, 3), v, np.uint8) for k, v in (("HR", 0), ("SR", 255))}
-    save_figure(crop_grid(images, (8, 8, 16)), tmp_path / "c.png")
+    grid = crop_grid(images, (8, 8, 16), title="crop")
+    assert [ax.get_title() for ax in grid.axes[:2]] == ["HR", "SR\n0.00 dB"]  # PSNR to the HR
+    save_figure(grid, tmp_path / "c.png")
     for name in ("f8", "q", "c"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave nothing behind
@@ -160,3 +162,53 @@ def test_torchrun_failure_is_an_error(tmp_path, monkeypatch):
         torchrun_workers(2, str(script))
 
 
+
+
+def test_table_says_region_images_seeds_units_and_timing_device(tmp_path):
+    summary = pd.DataFrame({"experiment": ["ecdp", "rrdb"], "protocol_name": ["paper"] * 2,
+                            "psnr_mean": [27.0, 27.5], "psnr_std": [0.1, 0.0],
+                            "lpips_weights": ["x"] * 2, "budget": ["b"] * 2,
+                            "region": ["central 128x128 HR crop (evaluation.crop 128)"] * 2,
+                            "n_images": [3, 3], "n_seeds": [2, 1]})
+    timing = pd.DataFrame({"experiment": ["ecdp", "rrdb"], "seconds": [1.5, 0.1], "nfe": [24, 1],
+                           "peak_mib": [46.0, 0.0], "device": ["cpu", "cpu"],
+                           "device_name": ["x86_64"] * 2, "threads": [2, 2],
+                           "lr_size": ["32x32"] * 2, "batch": [1, 1], "warmup": [1, 1],
+                           "repeats": [2, 2]})
+    rows = {"ecdp": "ECDP", "rrdb": "RRDB"}
+    metrics = ["psnr", "seconds", "peak_mib"]
+    long = build_table(summary, {"rows": {}}, rows=rows, metrics=metrics,
+                       extra=timing_extra(timing))
+    write_table(long, tmp_path / "t", title="T",
+                description=describe(summary, list(rows), metrics, protocol="paper",
+                                     timing=timing))
+    md = (tmp_path / "t.md").read_text()
+    assert "Evaluated on 3 test images, region: central 128x128 HR crop" in md
+    assert "± is the standard deviation over 2 sample seeds" in md
+    assert "PSNR↑ (dB)" in md and "PSNR in dB" in md
+    assert "Timing: cpu (x86_64, 2 threads), one LR image of 32x32 px, batch 1" in md
+    # CPU peak memory is n/a with its reason, never a 0 read as "no memory"
+    assert "| 0 |" not in md and "CPU run: no device-memory peak" in md
+    cuda = timing.assign(device="cuda:0")
+    assert timing_extra(cuda)["ecdp"]["peak_mib"] == 46.0
+
+
+def test_readme_results_section_is_copied_from_a_runs_tables(tmp_path):
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
+    import update_readme
+
+    results = tmp_path / "results"
+    (results / "tables").mkdir(parents=True)
+    (results / "tables" / "table1.md").write_text("# Table 1: x\n\n| a |\n|---|\n| 1 |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{update_readme.BEGIN}\nold numbers\n{update_readme.END}\nrest\n")
+    args = [str(results), "--tables", "table1", "--run-commit", "abc123", "--readme", str(readme)]
+    update_readme.main(args)
+    text = readme.read_text()
+    assert "old numbers" not in text and "### Table 1: x" in text and "| 1 |" in text
+    assert "at commit abc123" in text and text.startswith("intro\n") and text.endswith("rest\n")
+    update_readme.main(args)
+    assert readme.read_text() == text  # idempotent
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="exactly one"):
+        update_readme.main(args)

@@ -467,6 +467,7 @@ RELEASED_DIV2K = {
     ("baselines", "sr3", "norm_groups"): 32, ("baselines", "sr3", "time_channels"): 64,
     ("training", "sr3", "batch_size"): 4, ("training", "sr3", "steps"): 1000000,
     ("training", "sr3", "lr"): 1e-4, ("training", "sr3", "ema_decay"): None,
+    ("training", "plusplus", "sample_steps"): None,
 }
 
 
@@ -534,3 +535,92 @@ def test_published_checkpoint_is_sampled_and_tabled_without_training(tmp_path):
     row = t1[(t1.experiment == "srdiff-published") & (t1.metric == "psnr")].iloc[0]
     assert row.paper == 27.41 and 0 < row.reproduced < 60
     assert "published SRDiff checkpoint" in row.budget
+
+
+TOY_METHOD = '''
+
+class Nearest:
+    """A toy method: nearest-neighbour upsampling."""
+    name = "nearest"
+    stochastic = False
+
+    def __init__(self, *, scale, **_):
+        self.scale = scale
+
+    def super_resolve(self, lr, *, generator=None, image="batch"):
+        return torch.nn.functional.interpolate(lr, scale_factor=self.scale, mode="nearest"), 0
+
+
+METHODS["nearest"] = Method(Nearest)
+'''
+
+
+@pytest.mark.slow
+def test_a_toy_method_is_added_in_one_file(tmp_path):
+    """README's "your own method": a class and its METHODS entry in baselines/__init__.py is all
+    it takes to sample, evaluate and table a method (no schema, no rule, no workflow edit)."""
+    import os
+    import shutil
+
+    copy = tmp_path / "suite"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(
+        ".git", "results", "resources", "logs", ".snakemake", "*.egg-info", "__pycache__"))
+    with open(copy / "baselines" / "__init__.py", "a") as f:
+        f.write(TOY_METHOD)
+    run = tmp_path / "run"
+    cmd = ["snakemake", "-s", str(copy / "Snakefile"), "--directory", str(run), "--cores", "2",
+           "results/sample-photos/x4/tables/toy.md", "--config", "run=[bicubic, nearest]",
+           "experiments={nearest: {method: nearest, label: Nearest}}",
+           "tables={toy: {experiments: [bicubic, nearest], metrics: [psnr, ssim, lr_psnr]}}",
+           "evaluation={limit: 1}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(copy)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    long = pd.read_csv(run / "results" / "sample-photos" / "x4" / "tables" / "toy.csv")
+    psnr = long[long.metric == "psnr"].set_index("experiment")["reproduced"]
+    assert 15 < psnr["nearest"] < psnr["bicubic"]  # nearest is worse than bicubic on a photo
+    # unchanged code: the method is unknown, and the error names the registry
+    unchanged = [str(ROOT / "Snakefile") if c == str(copy / "Snakefile") else c for c in cmd]
+    proc = subprocess.run(unchanged + ["-n"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "experiments.nearest.method" in proc.stderr + proc.stdout
+    assert "baselines.METHODS" in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+def test_plan_projects_every_training_and_sampling_job_of_the_smoke_preset(tmp_path):
+    """ecdp plan: the jobs are the dry run's; each projection is its probe's measured seconds
+    times the printed scaling; nothing is written into the run's folder."""
+    import json
+
+    plan_json = tmp_path / "plan.json"
+    proc = subprocess.run(["ecdp", "plan", "--directory", str(tmp_path), "--snakefile",
+                           str(ROOT / "Snakefile"), "--configfile", SMOKE, "--max-batch", "1",
+                           "--json", str(plan_json)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Projected device-hours on cpu" in proc.stdout and "total" in proc.stdout
+    plan = json.loads(plan_json.read_text())
+    jobs = PRESET_JOBS["smoke"][0]
+    counts = {}
+    for row in plan["jobs"]:
+        counts[row["rule"]] = counts.get(row["rule"], 0) + 1
+    for rule, n in plan["untimed"].items():
+        counts[rule] = n
+    assert counts == {r: n for r, n in jobs.items() if r != "all"}
+    smoke = json.loads(json.dumps(_merged_config(SMOKE)))
+    for row in plan["jobs"]:
+        assert row["hours"] > 0
+        if "seconds_per_step" in row:
+            assert row["hours"] == pytest.approx(
+                row["seconds_per_step"] * row["factor"] * row["steps"] / 3600)
+            if row["rule"] == "train_rrdb":  # probed at batch 1 of the recipe's 2
+                assert row["factor"] == pytest.approx(2.0)
+        if row["rule"] == "super_resolve":
+            expected = {"sr3": 4, "srdiff": 4, "rrdb": 1}  # sampling.*.steps of the smoke preset
+            name = row["name"].split("/")[0]
+            if name in expected:
+                assert row["nfe"] == expected[name]
+            pixels = smoke["evaluation"]["crop"] ** 2 * smoke["evaluation"]["limit"]
+            assert row["hours"] == pytest.approx(
+                row["seconds_per_eval"] * row["nfe"] * pixels / row["probe_pixels"] / 3600)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
