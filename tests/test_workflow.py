@@ -157,9 +157,10 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     summary = pd.read_csv(base / "metrics" / "summary.csv")
     assert len(summary) == 15 * 2
     timing = pd.read_csv(base / "timing" / "summary.csv").set_index("experiment")
-    assert len(timing) == 15 and (timing.seconds > 0).all()
+    assert set(timing.index) == {"rrdb", "srdiff", "sr3", "ecdp"}  # Table 3's rows only
+    assert (timing.seconds > 0).all()
     assert timing.loc["sr3", "nfe"] == 4 and timing.loc["ecdp", "nfe"] == 4
-    assert timing.loc["bicubic", "nfe"] == 0 and timing.loc["rrdb", "nfe"] == 1
+    assert timing.loc["rrdb", "nfe"] == 1
     assert (base / "timing" / "ecdp.benchmark.tsv").exists()
     long = pd.read_csv(base / "tables" / "table1.csv")
     assert set(long.experiment) == {"bicubic", "rrdb", "srdiff", "sr3", "ecdp"}
@@ -319,7 +320,7 @@ def test_sampling_gpus_and_labels_never_retrain(smoke_run, tmp_path):
     sampling = tmp_path / "sampling.yaml"
     sampling.write_text("sampling:\n  ecdp: {solver: dpmpp_2m, nfe: 6}\n")
     jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(sampling))
-    assert jobs["super_resolve"] == 9 * 2 and jobs["timing"] == 9, jobs
+    assert jobs["super_resolve"] == 9 * 2 and jobs["timing"] == 1, jobs  # Table 3 times ecdp
     assert not {j for j in jobs if j.startswith(("train", "finetune"))}, jobs
     gpus = tmp_path / "gpus.yaml"
     gpus.write_text("training: {gpus: 2}\n")
