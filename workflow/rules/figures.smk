@@ -23,7 +23,7 @@ rule figure5:
 
 rule figure8:
     input:
-        models=lambda w: [stage1_model(p, TRAIN_SEEDS[0]) for p in PARAMETRIZATIONS],
+        models=lambda w: [stage1_model(p, t) for p in PARAMETRIZATIONS for t in TRAIN_SEEDS],
     output:
         report(
             f"{RESULTS}/figures/figure8.png",
@@ -34,7 +34,7 @@ rule figure8:
     log:
         f"logs/figures/{DATASET}_x{SCALE}_figure8.log",
     params:
-        names=PARAMETRIZATIONS,
+        names=[p for p in PARAMETRIZATIONS for t in TRAIN_SEEDS],
     conda:
         "../envs/ecdp.yaml"
     script:
