@@ -327,7 +327,8 @@ def test_sampling_gpus_and_labels_never_retrain(smoke_run, tmp_path):
     sampling = tmp_path / "sampling.yaml"
     sampling.write_text("sampling:\n  ecdp: {solver: dpmpp_2m, nfe: 6}\n")
     jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(sampling))
-    assert jobs["super_resolve"] == 9 * 2 and jobs["timing"] == 1, jobs  # Table 3 times ecdp
+    # 9 ECDP experiments x 2 training seeds x 2 sample seeds; Table 3 times ecdp
+    assert jobs["super_resolve"] == 9 * 2 * 2 and jobs["timing"] == 1, jobs
     assert not {j for j in jobs if j.startswith(("train", "finetune"))}, jobs
     gpus = tmp_path / "gpus.yaml"
     gpus.write_text("training: {gpus: 2}\n")
