@@ -37,7 +37,7 @@ from ecdp.data.io import sha256_file  # noqa: E402
 
 SMOKE = ROOT / "workflow" / "presets" / "smoke.yaml"
 BASE = "results/sample-photos/x4"
-TARGETS = [f"{BASE}/lr/test.json"] + [f"{BASE}/models/{m}/model.pt"
+TARGETS = [f"{BASE}/lr/test.json"] + [f"{BASE}/models/{m}/seed0/model.pt"
                                       for m in ("rrdb", "ecdp", "srdiff", "sr3")]
 TRAINING = ("train_rrdb.py", "train_ecdp.py", "train_srdiff.py", "train_sr3.py",
             "finetune_iq.py")
@@ -67,7 +67,8 @@ def _run(workdir: Path, targets: list[str], *extra: str) -> None:
 
 
 def _states(workdir: Path) -> list[str]:
-    return sorted(str(p.relative_to(workdir)) for p in workdir.glob(f"{BASE}/models/*/*.state"))
+    return sorted(str(p.relative_to(workdir))
+                  for p in workdir.glob(f"{BASE}/models/*/seed*/*.state"))
 
 
 def _killed_run(workdir: Path, targets: list[str], rng: random.Random) -> bool:
@@ -93,7 +94,7 @@ def _killed_run(workdir: Path, targets: list[str], rng: random.Random) -> bool:
 def _compare(a: Path, b: Path) -> list[str]:
     """Differences between the checkpoints of two runs (empty when bit-identical)."""
     problems = []
-    for path in sorted(a.glob(f"{BASE}/models/*/model.pt")):
+    for path in sorted(a.glob(f"{BASE}/models/*/seed*/model.pt")):
         rel = path.relative_to(a)
         other = b / rel
         if not other.exists():
@@ -169,7 +170,7 @@ def main() -> None:
     problems = _compare(clean, chaos)
     left = sorted(str(p.relative_to(chaos)) for p in chaos.rglob("*.state"))
     checked, bad = _verify_manifests(chaos)
-    n = len(list(clean.glob(f"{BASE}/models/*/model.pt")))
+    n = len(list(clean.glob(f"{BASE}/models/*/seed*/model.pt")))
     print(f"checkpoints compared: {n}; differing: {len(problems)}")
     for problem in problems:
         print(f"  {problem}")

@@ -73,5 +73,7 @@ def restore(model: torch.nn.Module, ckpt: dict, *, weights: str, path=None):
     model.provenance = {"weights": f"{label} step {ckpt['step']}",
                         "params": sum(p.numel() for p in model.parameters()),
                         "budget": ckpt["meta"]["budget"],
+                        **({"training_seed": ckpt["meta"]["seed"]} if "seed" in ckpt["meta"]
+                           else {}),
                         **({"checkpoint": str(path)} if path is not None else {})}
     return model.eval()

@@ -110,6 +110,7 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                 protocol = PROTOCOLS[name](scale)
                 rows.append({
                     "experiment": experiment, "image": pair["name"], "seed": sr_manifest["seed"],
+                    "train_seed": sr_manifest.get("training_seed"),
                     "psnr": psnr(sr, hr, protocol=protocol).item(),
                     "ssim": ssim(sr, hr, protocol=protocol).item(),
                     "lpips": (lpips_distance(lpips_model, sr, hr, protocol=protocol).item()
@@ -138,11 +139,29 @@ METRICS = ("lpips", "psnr", "ssim", "lr_psnr", "seconds", "nfe")
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean over images for each (experiment, protocol, seed), then mean and std over seeds."""
+    """Mean over images for each (experiment, protocol, training seed, sample seed); then over
+    sample seeds for each training seed; then mean and spread over training seeds.
+
+    Columns per metric: ``_mean``; ``_train_std`` (std, ddof 1, of the training-seed means;
+    NaN with one training seed); ``_sample_std`` (std, ddof 0, of the sample-seed means within
+    a training seed, averaged over training seeds); ``_std``, the spread the tables print: the
+    training-seed one when there are several, else the sample-seed one; ``_replicates``, the
+    training-seed means joined by ";" (the tables' significance tests read them).
+    """
     keys = ["experiment", "protocol_name"]
-    per_seed = per_image.groupby(keys + ["seed"], sort=False)[list(METRICS)].mean()
-    mean = per_seed.groupby(level=keys, sort=False).mean().add_suffix("_mean")
-    std = per_seed.groupby(level=keys, sort=False).std(ddof=0).add_suffix("_std")
+    per_image = per_image.assign(train_seed=per_image.get("train_seed", pd.Series(
+        float("nan"), index=per_image.index)).fillna(-1).astype(int))
+    per_run = per_image.groupby(keys + ["train_seed", "seed"], sort=False)[list(METRICS)].mean()
+    per_train = per_run.groupby(level=keys + ["train_seed"], sort=False).mean()
+    by_exp = per_train.groupby(level=keys, sort=False)
+    mean = by_exp.mean().add_suffix("_mean")
+    train_std = by_exp.std(ddof=1).add_suffix("_train_std")
+    sample_std = (per_run.groupby(level=keys + ["train_seed"], sort=False).std(ddof=0)
+                  .groupby(level=keys, sort=False).mean().add_suffix("_sample_std"))
+    n_train = by_exp.size().rename("n_train_seeds")
+    std = pd.DataFrame({f"{m}_std": train_std[f"{m}_train_std"].where(
+        n_train > 1, sample_std[f"{m}_sample_std"]) for m in METRICS})
+    replicates = by_exp.agg(lambda v: ";".join(f"{x:.6g}" for x in v)).add_suffix("_replicates")
     described = [c for c in ("lpips_weights", "weights", "budget", "region") if c in per_image]
     first = per_image.groupby(keys, sort=False)[described].first()
     if "params" in per_image:
@@ -150,4 +169,5 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
         mean["params_m_std"] = 0.0
     seeds = per_image.groupby(keys, sort=False)["seed"].nunique().rename("n_seeds")
     images = per_image.groupby(keys, sort=False)["image"].nunique().rename("n_images")
-    return pd.concat([mean, std, seeds, images, first], axis=1).reset_index()
+    return pd.concat([mean, std, train_std, sample_std, replicates, n_train, seeds, images,
+                      first], axis=1).reset_index()

@@ -72,18 +72,27 @@ def denoised_predictions(models: dict, lr: torch.Tensor, hr: torch.Tensor, level
     return fig, scores
 
 
-def validation_curves(histories: dict[str, list[dict]], metric: str = "psnr", *,
+def validation_curves(histories: dict[str, list], metric: str = "psnr", *,
                       title: str = "") -> plt.Figure:
-    """histories: name -> [{"step", metric, ...}] (stage-1 validation records)."""
+    """histories: name -> stage-1 validation records [{"step", metric, ...}], or a list of
+    them (one per training seed: the mean is drawn, the std over seeds as a band)."""
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, records in histories.items():
-        if not records:
+    for name, runs in histories.items():
+        runs = [r for r in (runs if runs and isinstance(runs[0], list) else [runs]) if r]
+        if not runs:
             continue
-        ax.plot([r["step"] for r in records], [r[metric] for r in records], marker="o",
-                label=name)
-    steps = sorted({r["step"] for records in histories.values() for r in records})
+        steps = [r["step"] for r in runs[0]]
+        values = np.array([[r[metric] for r in records] for records in runs])
+        label = name if len(runs) == 1 else f"{name} (mean ± std, {len(runs)} seeds)"
+        line, = ax.plot(steps, values.mean(0), marker="o", label=label)
+        if len(runs) > 1:
+            std = values.std(0, ddof=1)
+            ax.fill_between(steps, values.mean(0) - std, values.mean(0) + std,
+                            color=line.get_color(), alpha=0.2)
+    steps = sorted({r["step"] for runs in histories.values() for records in
+                    (runs if runs and isinstance(runs[0], list) else [runs]) for r in records})
     if 0 < len(steps) <= 12:
         ax.set_xticks(steps)  # the validated steps themselves
     else:
@@ -93,7 +102,7 @@ def validation_curves(histories: dict[str, list[dict]], metric: str = "psnr", *,
                   else f"validation {metric.upper()}")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(title="parametrization")
+    ax.legend(title="parametrization", fontsize=8)
     return fig
 
 
@@ -124,8 +133,10 @@ def quality_vs_cost(summary: pd.DataFrame, timing: pd.DataFrame, *, protocol: st
             ax.set_ylabel(metric.removesuffix("_mean").upper() + unit)
             ax.grid(alpha=0.3)
     axes[0, 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(f"Quality against inference cost ({protocol} protocol; error bars: std over "
-                 f"sample seeds)", fontsize=9)
+    trains = int(data["n_train_seeds"].max()) if "n_train_seeds" in data else 1
+    spread = f"std over {trains} training seeds" if trains > 1 else "std over sample seeds"
+    fig.suptitle(f"Quality against inference cost ({protocol} protocol; error bars: {spread})",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -42,12 +43,14 @@ def _fmt(value, decimals: int, std=None) -> str:
 def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
                 metrics: list[str], protocol: str = "paper",
                 extra: dict[str, dict] | None = None,
-                reference_rows: dict[str, str] | None = None) -> pd.DataFrame:
+                reference_rows: dict[str, str] | None = None,
+                compare_to: str | None = None) -> pd.DataFrame:
     """Long table: one row per (experiment, metric) with reproduced, paper and a note.
 
     rows: experiment -> label, in display order. extra: experiment -> {metric: value} for
     columns that do not come from evaluation (e.g. parameter counts). reference_rows:
     experiment -> the paper row it reproduces (default: the experiment's own name).
+    compare_to: the row every other is tested against (``mark_significance``).
     """
     summary = summary[summary["protocol_name"] == protocol].set_index("experiment")
     paper_rows = reference.get("rows", {})
@@ -56,6 +59,7 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
         for metric in metrics:
             note = ""
             std = None
+            replicates, sample_std = "", float("nan")
             if extra and metric in extra.get(experiment, {}):
                 value = extra[experiment][metric]
                 if isinstance(value, str):  # not measurable here: the reason
@@ -67,6 +71,8 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
             else:
                 row = summary.loc[experiment]
                 value, std = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"])
+                replicates = str(row.get(f"{metric}_replicates", ""))
+                sample_std = float(row.get(f"{metric}_sample_std", float("nan")))
                 if metric == "lpips" and math.isnan(value):
                     note = f"LPIPS {row['lpips_weights']}"
             paper = paper_rows.get((reference_rows or {}).get(experiment, experiment),
@@ -77,8 +83,50 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
                         "reproduced": value, "reproduced_std": std, "paper": paper,
                         "paper_note": "" if paper is not None else "not reported in the paper",
                         "note": note, "protocol": protocol, "budget": budget,
+                        "replicates": replicates, "reproduced_sample_std": sample_std,
                         "paper_table": reference.get("caption", "")})
-    return pd.DataFrame(out)
+    return mark_significance(pd.DataFrame(out), compare_to)
+
+
+QUALITY = ("lpips", "psnr", "ssim", "lr_psnr")
+
+
+def _replicates(text) -> list[float]:
+    return [float(v) for v in str(text).split(";") if v not in ("", "nan")]
+
+
+def mark_significance(long: pd.DataFrame, compare_to: str | None, *,
+                      alpha: float = 0.05) -> pd.DataFrame:
+    """Each row's quality metrics against row ``compare_to`` over the training-seed
+    replicates: Welch's t-test (one-sample against a row with a single, deterministic value);
+    ``significance`` "*" (p < alpha), "≈" (within noise) or "" (fewer than 2 replicates)."""
+    from scipy import stats
+
+    long = long.assign(significance="", p_value=float("nan"))
+    if compare_to is None or compare_to not in set(long["experiment"]):
+        return long
+    ref = long[long["experiment"] == compare_to].set_index("metric")["replicates"]
+    for i, r in long.iterrows():
+        if r["metric"] not in QUALITY or r["experiment"] == compare_to:
+            continue
+        a, b = _replicates(r["replicates"]), _replicates(ref.get(r["metric"], ""))
+        with warnings.catch_warnings():  # identical replicates: p is NaN, no mark
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = _p_value(a, b, stats)
+        if p is not None and not math.isnan(p):
+            long.loc[i, "p_value"] = p
+            long.loc[i, "significance"] = "*" if p < alpha else "≈"
+    return long
+
+
+def _p_value(a: list[float], b: list[float], stats) -> float | None:
+    if len(a) >= 2 and len(b) >= 2:
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    if len(a) >= 2 and len(b) == 1:
+        return float(stats.ttest_1samp(a, b[0]).pvalue)
+    if len(b) >= 2 and len(a) == 1:
+        return float(stats.ttest_1samp(b, a[0]).pvalue)
+    return None
 
 
 def timing_extra(timing: pd.DataFrame) -> dict[str, dict]:
@@ -95,7 +143,8 @@ def timing_extra(timing: pd.DataFrame) -> dict[str, dict]:
 
 
 def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], *,
-             protocol: str, timing: pd.DataFrame | None = None) -> list[str]:
+             protocol: str, timing: pd.DataFrame | None = None,
+             compare_to: str | None = None) -> list[str]:
     """The lines above a table: region, images, seeds, what ± is, units, and for timing the
     device and LR size the seconds were measured on."""
     rows = summary[(summary["protocol_name"] == protocol)
@@ -105,10 +154,23 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
         regions = "; ".join(dict.fromkeys(rows["region"])) if "region" in rows else "not recorded"
         images = "/".join(str(n) for n in dict.fromkeys(rows["n_images"]))
         seeds = max(int(n) for n in rows["n_seeds"])
+        trains = max(int(n) for n in rows["n_train_seeds"]) if "n_train_seeds" in rows else 1
         lines.append(f"Evaluated on {images} test images, region: {regions}.")
-        lines.append(f"Values are means over images; ± is the standard deviation over {seeds} "
-                     f"sample seeds of the per-seed means (stochastic methods; deterministic "
-                     f"ones run once), not over trainings: each model was trained once.")
+        if trains > 1:
+            lines.append(
+                f"Values are means over images, {seeds} sample seeds (stochastic methods) and "
+                f"{trains} training seeds (trained methods); ± is the standard deviation (ddof "
+                f"1) over the training seeds of their means (the sample-seed spread is the CSV's "
+                f"reproduced_sample_std).")
+            if compare_to:
+                lines.append(
+                    f"* differs from {compare_to} at p < 0.05, ≈ does not (Welch's t-test over "
+                    f"the training-seed means; a one-sample test against a deterministic row).")
+        else:
+            lines.append(f"Values are means over images; ± is the standard deviation over "
+                         f"{seeds} sample seeds of the per-seed means (stochastic methods; "
+                         f"deterministic ones run once), not over trainings: each model was "
+                         f"trained once.")
     lines += [METRIC_NOTES[m] + "." for m in metrics if m in METRIC_NOTES]
     if timing is not None and len(timing):
         t = timing[timing["experiment"].isin(experiments)].iloc[0]
@@ -142,7 +204,8 @@ def _wide(long: pd.DataFrame) -> tuple[list[str], list[list[str]], list[str]]:
             r = group.loc[m]
             dec = METRIC_FORMATS[m][1]
             std = r["reproduced_std"] if r["reproduced_std"] is not None else None
-            cells.append(_fmt(r["reproduced"], dec, std) or f"n/a {mark(r['note'] or 'not available')}")
+            text = _fmt(r["reproduced"], dec, std) or f"n/a {mark(r['note'] or 'not available')}"
+            cells.append(text + (f" {r['significance']}" if r.get("significance") else ""))
             cells.append(_fmt(r["paper"], dec) or f"— {mark(r['paper_note'])}")
         cells.append(str(group["budget"].iloc[0]))
         body.append(cells)
@@ -163,7 +226,7 @@ def _markdown(long: pd.DataFrame, title: str, description: list[str]) -> str:
 def _latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
                  ("#", r"\#"), ("±", r"$\pm$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"),
-                 ("—", "---")):
+                 ("—", "---"), ("≈", r"$\approx$")):
         text = text.replace(a, b)
     return text
 

@@ -212,3 +212,56 @@ def test_readme_results_section_is_copied_from_a_runs_tables(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="exactly one"):
         update_readme.main(args)
+
+
+def _replicated(means: dict[str, list[float]], sample_offsets=(0.0, 0.1)) -> pd.DataFrame:
+    """Per-image rows: experiment -> one mean PSNR per training seed, two images and two sample
+    seeds around it (the images +-0.5, the sample seeds by ``sample_offsets``)."""
+    rows = []
+    for experiment, per_train in means.items():
+        for t, m in enumerate(per_train):
+            for s, ds in enumerate(sample_offsets):
+                for image, di in (("a", -0.5), ("b", 0.5)):
+                    rows.append({"experiment": experiment, "protocol_name": "paper",
+                                 "image": image, "seed": s, "train_seed": t,
+                                 "psnr": m + ds + di, "ssim": 0.5, "lpips": np.nan,
+                                 "lr_psnr": 30.0, "seconds": 1.0, "nfe": 4, "budget": "b",
+                                 "weights": "w", "lpips_weights": "u", "region": "r",
+                                 "params": 10})
+    return pd.DataFrame(rows)
+
+
+def test_summary_separates_training_seed_and_sample_seed_spreads():
+    from ecdp.evaluate import summarize
+
+    summary = summarize(_replicated({"e": [20.0, 21.0, 22.0]})).iloc[0]
+    # per training seed: mean of the two sample seeds (offset 0.05); across seeds: 21.05
+    assert summary["psnr_mean"] == pytest.approx(21.05)
+    assert summary["psnr_train_std"] == pytest.approx(1.0)   # ddof 1 over 20.05, 21.05, 22.05
+    assert summary["psnr_sample_std"] == pytest.approx(0.05)  # ddof 0 over 0 and 0.1 offsets
+    assert summary["psnr_std"] == summary["psnr_train_std"]   # the tables print this
+    assert summary["n_train_seeds"] == 3 and summary["n_seeds"] == 2
+    assert [float(v) for v in summary["psnr_replicates"].split(";")] == pytest.approx(
+        [20.05, 21.05, 22.05])
+    one = summarize(_replicated({"e": [20.0]})).iloc[0]
+    assert np.isnan(one["psnr_train_std"]) and one["psnr_std"] == pytest.approx(0.05)
+
+
+def test_tables_mark_differences_against_the_compare_row():
+    from ecdp.evaluate import summarize
+
+    summary = summarize(_replicated({"ecdp": [27.0, 27.1, 26.9], "worse": [25.0, 25.1, 24.9],
+                                     "same": [27.05, 26.95, 27.1]}))
+    long = build_table(summary, {"rows": {}}, rows={"ecdp": "ECDP", "worse": "W", "same": "S"},
+                       metrics=["psnr"], compare_to="ecdp").set_index("experiment")
+    assert long.loc["worse", "significance"] == "*" and long.loc["worse", "p_value"] < 0.01
+    assert long.loc["same", "significance"] == "≈" and long.loc["same", "p_value"] > 0.5
+    assert long.loc["ecdp", "significance"] == ""
+    # Welch's t-test, as scipy computes it on the replicate means
+    from scipy import stats
+    p = stats.ttest_ind([25.05, 25.15, 24.95], [27.05, 27.15, 26.95], equal_var=False).pvalue
+    assert long.loc["worse", "p_value"] == pytest.approx(p)
+    single = summarize(_replicated({"ecdp": [27.0], "worse": [25.0]}))
+    long = build_table(single, {"rows": {}}, rows={"ecdp": "ECDP", "worse": "W"},
+                       metrics=["psnr"], compare_to="ecdp").set_index("experiment")
+    assert long.loc["worse", "significance"] == ""  # one training each: no test

@@ -112,7 +112,8 @@ def test_default_config_bicubic_only_writes_table1(tmp_path):
 def smoke_run(tmp_path_factory):
     """The CI smoke preset run once: every rule on tiny data and tiny models."""
     workdir = tmp_path_factory.mktemp("smoke")
-    snakemake(workdir, "all", "--cores", "2", "--configfile", SMOKE)
+    # tiny jobs: one thread each, two at a time (a runtime setting; the results are the same)
+    snakemake(workdir, "all", "--cores", "2", "--max-threads", "1", "--configfile", SMOKE)
     return workdir
 
 
@@ -123,32 +124,35 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     from ecdp.checkpoint import load_checkpoint
 
     base = smoke_run / "results" / "sample-photos" / "x4"
-    meta = load_checkpoint(base / "models" / "ecdp" / "model.pt")["meta"]
+    meta = load_checkpoint(base / "models" / "ecdp" / "seed0" / "model.pt")["meta"]
     assert meta["stage"] == 2 and meta["sigma"] == 0.2 and meta["sigma_source"] == "config"
     assert meta["k"] == 1.0 and meta["model"]["unet"]["time_scale"] == 300  # as released
     assert meta["vgg"].startswith("random VGG19 (seed 0)")
-    assert not list(base.glob("models/*/model.pt.state"))  # removed once each checkpoint was written
-    log = (smoke_run / "logs" / "train" / "sample-photos_x4_ecdp.log").read_text()
+    assert not list(base.glob("models/*/seed*/model.pt.state"))  # removed once each checkpoint was written
+    log = (smoke_run / "logs" / "train" / "sample-photos_x4_ecdp_seed0.log").read_text()
     assert "starting at step 0 of 2" in log and "resumed" not in log
-    assert load_checkpoint(base / "models" / "ecdp-k2" / "model.pt")["meta"]["k"] == 2.0
+    assert load_checkpoint(base / "models" / "ecdp-k2" / "seed0" / "model.pt")["meta"]["k"] == 2.0
     # our choices, as labelled ablations: k chosen on validation data, sigma estimated
-    meta = load_checkpoint(base / "models" / "ecdp-k-auto" / "model.pt")["meta"]
+    meta = load_checkpoint(base / "models" / "ecdp-k-auto" / "seed0" / "model.pt")["meta"]
     assert meta["k"] > 0 and len(meta["k_choice"]) == 17 and meta["sigma"] == 0.2
-    meta = load_checkpoint(base / "models" / "ecdp-sigma-auto" / "model.pt")["meta"]
+    meta = load_checkpoint(base / "models" / "ecdp-sigma-auto" / "seed0" / "model.pt")["meta"]
     assert meta["sigma_source"].startswith("auto") and 0 < meta["sigma"] < 0.2
-    assert load_checkpoint(base / "models" / "ecdp-stage1-hybrid-sigma-auto" / "model.pt")[
-        "meta"]["sigma"] == meta["sigma"]
+    stage1 = base / "models" / "ecdp-stage1-hybrid-sigma-auto" / "seed0" / "model.pt"
+    assert load_checkpoint(stage1)["meta"]["sigma"] == meta["sigma"]
     # two RRDBNets, as released: ECDP's (no trunk conv, no EMA) and SRDiff's (ESRGAN's)
-    rrdb = load_checkpoint(base / "models" / "rrdb" / "model.pt")["meta"]
+    rrdb = load_checkpoint(base / "models" / "rrdb" / "seed0" / "model.pt")["meta"]
     assert rrdb["net"]["trunk_conv"] is False and rrdb["ema"] is False
     assert rrdb["train"]["l1"] == "sum"
-    srdiff = load_checkpoint(base / "models" / "srdiff" / "model.pt")["meta"]
+    srdiff = load_checkpoint(base / "models" / "srdiff" / "seed0" / "model.pt")["meta"]
     assert srdiff["rrdb_net"]["trunk_conv"] is True and srdiff["net"]["taps"] == [2]
     for kind in ("srdiff", "sr3"):
-        meta = load_checkpoint(base / "models" / f"{kind}++" / "model.pt")["meta"]
+        meta = load_checkpoint(base / "models" / f"{kind}++" / "seed0" / "model.pt")["meta"]
         assert meta["kind"] == kind and meta["vgg"].startswith("random VGG19")
+    # two training-seed replicates, each trained with its own seed
+    assert load_checkpoint(base / "models" / "ecdp" / "seed1" / "model.pt")["meta"]["seed"] == 1
     per_image = pd.read_csv(base / "metrics" / "ecdp.csv")
     assert sorted(per_image.seed.unique()) == [0, 1]
+    assert sorted(per_image.train_seed.unique()) == [0, 1]
     assert per_image.nfe.min() == 4 and per_image.weights.str.startswith("ema step").all()
     assert (per_image.groupby("seed").psnr.mean().diff().abs().iloc[1]) > 0  # seeds differ
     assert pd.read_csv(base / "metrics" / "sr3.csv").nfe.unique().tolist() == [4]
@@ -156,6 +160,8 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     assert len(hr) == 2 * 2  # 2 images x 2 protocols, one seed for a deterministic method
     summary = pd.read_csv(base / "metrics" / "summary.csv")
     assert len(summary) == 15 * 2
+    n_train = summary.set_index("experiment")["n_train_seeds"]
+    assert n_train["ecdp"].tolist() == [2, 2] and n_train["bicubic"].tolist() == [1, 1]
     timing = pd.read_csv(base / "timing" / "summary.csv").set_index("experiment")
     assert set(timing.index) == {"rrdb", "srdiff", "sr3", "ecdp"}  # Table 3's rows only
     assert (timing.seconds > 0).all()
@@ -170,6 +176,7 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     t3 = pd.read_csv(base / "tables" / "table3.csv").set_index(["experiment", "metric"])
     assert t3.loc[("sr3", "seconds"), "paper"] == 83.1
     assert t3.loc[("sr3", "seconds"), "reproduced"] == pytest.approx(timing.loc["sr3", "seconds"])
+    assert "2 training seeds" in (base / "tables" / "table1.md").read_text()
     t5 = pd.read_csv(base / "tables" / "table5.csv")
     assert t5.experiment.nunique() == 6 and t5.reproduced.notna().sum() == 6 * 3  # LPIPS offline
     t7 = pd.read_csv(base / "tables" / "table7.csv")
@@ -189,8 +196,8 @@ def test_forced_rerun_retrains_from_step_zero(smoke_run, tmp_path):
 
     work = tmp_path / "copy"
     shutil.copytree(smoke_run, work, ignore=shutil.ignore_patterns(".snakemake"))
-    target = "results/sample-photos/x4/models/ecdp-k2/model.pt"    # a stage-2 training
-    log = work / "logs" / "train" / "sample-photos_x4_ecdp-k2.log"
+    target = "results/sample-photos/x4/models/ecdp-k2/seed0/model.pt"    # a stage-2 training
+    log = work / "logs" / "train" / "sample-photos_x4_ecdp-k2_seed0.log"
     log.write_text("")
     snakemake(work, target, "--cores", "2", "--configfile", SMOKE, "--forcerun", target)
     text = log.read_text()
@@ -320,7 +327,8 @@ def test_sampling_gpus_and_labels_never_retrain(smoke_run, tmp_path):
     sampling = tmp_path / "sampling.yaml"
     sampling.write_text("sampling:\n  ecdp: {solver: dpmpp_2m, nfe: 6}\n")
     jobs = planned(smoke_run, "all", "--configfile", SMOKE, str(sampling))
-    assert jobs["super_resolve"] == 9 * 2 and jobs["timing"] == 1, jobs  # Table 3 times ecdp
+    # 9 ECDP experiments x 2 training seeds x 2 sample seeds; Table 3 times ecdp
+    assert jobs["super_resolve"] == 9 * 2 * 2 and jobs["timing"] == 1, jobs
     assert not {j for j in jobs if j.startswith(("train", "finetune"))}, jobs
     gpus = tmp_path / "gpus.yaml"
     gpus.write_text("training: {gpus: 2}\n")
@@ -381,8 +389,10 @@ PRESET_JOBS = {
                                 "aggregate_timing": 1, "table": 3, "crop_grid": 1,
                                 "figure5": 1, "figure8": 1},
                                ["table1", "table3", "srdiff_release"]),
-    "smoke": ({**_COMMON, "train_rrdb": 2, "train_ecdp_stage1": 4, "train_ecdp_stage2": 8,
-               "train_srdiff": 1, "train_sr3": 1, "finetune_iq": 2, "super_resolve": 2 * 14,
+    "smoke": ({**_COMMON, "train_rrdb": 2 * 2, "train_ecdp_stage1": 2 * 4,
+               "train_ecdp_stage2": 2 * 8, "train_srdiff": 2, "train_sr3": 2, "finetune_iq": 2 * 2,
+               # 2 training seeds x 2 sample seeds of 13 experiments, RRDB 2 x 1, bicubic 1
+               "super_resolve": 2 * 2 * 13 + 2 + 1,
                "evaluate": 15, "timing": 4, "aggregate_timing": 1, "table": 4, "crop_grid": 1,
                "figure5": 1, "figure8": 1, "quality_vs_cost": 1},
               ["table1", "table3", "table5", "table7"]),
@@ -406,7 +416,8 @@ def test_each_preset_plans_exactly_its_experiments(tmp_path, preset):
         (tmp_path / "images").mkdir()
         Image.new("RGB", (64, 48)).save(tmp_path / "images" / "a.png")
         for model in ("rrdb", "ecdp"):
-            path = tmp_path / "results" / "sample-photos" / "x4" / "models" / model / "model.pt"
+            path = (tmp_path / "results" / "sample-photos" / "x4" / "models" / model / "seed0"
+                    / "model.pt")
             path.parent.mkdir(parents=True)
             path.touch()
         extra = ["--config", f"datasets={{folder: {{path: {tmp_path / 'images'}}}}}"]
@@ -626,3 +637,13 @@ def test_plan_projects_every_training_and_sampling_job_of_the_smoke_preset(tmp_p
             assert row["hours"] == pytest.approx(
                 row["seconds_per_eval"] * row["nfe"] * pixels / row["probe_pixels"] / 3600)
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_training_seed_offset_names_its_replicates(tmp_path):
+    """training.seed offsets every replicate: another offset trains other models, in other
+    folders, never overwriting the first run's."""
+    out = snakemake(tmp_path, "-n", "all", "--configfile", SMOKE,
+                    "--config", "training={seed: 10}").stdout
+    assert set(re.findall(r"models/rrdb/(seed\d+)/model.pt", out)) == {"seed10", "seed11"}
+    assert "seed0/model.pt" not in out
+    assert set(re.findall(r"sr/ecdp/(train\d+)/seed0.json", out)) == {"train10", "train11"}

@@ -68,7 +68,24 @@ wildcard_constraints:
     scale=r"\d+",
     split=r"train|val|test",
     seed=r"\d+",
+    tseed=r"\d+",
     experiment=_alternatives(EXPERIMENTS),
+
+
+# Training-seed replicates: every model the workflow trains is trained once per seed (offset by
+# training.seed), with the seed in its path; what is not trained has one replicate.
+TRAIN_SEEDS = [config["training"]["seed"] + s for s in config["training"]["seeds"]]
+if len(set(TRAIN_SEEDS)) != len(TRAIN_SEEDS):
+    raise ValueError(f"training.seeds: {config['training']['seeds']} repeats a seed")
+
+
+def train_seeds_of(experiment):
+    """The training seeds an experiment is sampled at: every replicate of a trained model, the
+    first seed for a method without training or a given checkpoint."""
+    spec = config["experiments"][experiment]
+    if METHODS[spec["method"]].trained and not spec.get("checkpoint"):
+        return TRAIN_SEEDS
+    return TRAIN_SEEDS[:1]
 
 
 def seeds_of(experiment):
@@ -81,10 +98,11 @@ def seeds_of(experiment):
 def sr_manifests(wildcards):
     e = wildcards.experiment
     return expand(
-        "results/{dataset}/x{scale}/sr/{experiment}/seed{seed}.json",
+        "results/{dataset}/x{scale}/sr/{experiment}/train{tseed}/seed{seed}.json",
         dataset=wildcards.dataset,
         scale=wildcards.scale,
         experiment=e,
+        tseed=train_seeds_of(e),
         seed=seeds_of(e),
     )
 
@@ -156,9 +174,14 @@ PARAMETRIZATIONS = [p for p in ("eps", "x0", "hybrid") if p in STAGE1]
 GRID = [e for e in (config["figures"]["grid"] or EXPERIMENTS) if e in EXPERIMENTS]
 
 
-def stage1_model(variant, results=RESULTS):
+def trained_model(name, tseed, results=RESULTS):
+    """The checkpoint the workflow trains under ``models/<name>`` at one training seed."""
+    return f"{results}/models/{name}/seed{tseed}/model.pt"
+
+
+def stage1_model(variant, tseed, results=RESULTS):
     """The stage-1 ECDP checkpoint of one variant (shared by the experiments that start from it)."""
-    return f"{results}/models/ecdp-stage1-{variant}/model.pt"
+    return trained_model(f"ecdp-stage1-{variant}", tseed, results)
 
 
 def figure_targets():
@@ -219,19 +242,20 @@ STAGE2_PATTERN = _alternatives(finetuned("ecdp"))
 PLUSPLUS_PATTERN = _alternatives(finetuned("srdiff") + finetuned("sr3"))
 
 
-def model_of(experiment):
-    """The checkpoint an experiment samples from ([] for methods without one): a given
-    ``checkpoint`` (published, imported), or the model the workflow trains for it."""
+def model_of(experiment, tseed):
+    """The checkpoint an experiment samples from at training seed ``tseed`` ([] for methods
+    without one): a given ``checkpoint`` (published, imported), or the model the workflow
+    trains for it."""
     spec = EXPERIMENTS[experiment]
     if spec.get("checkpoint"):
         return spec["checkpoint"]
     if not METHODS[spec["method"]].trained:
         return []
     if iq_of(experiment) != "none":
-        return f"{RESULTS}/models/{experiment}/model.pt"
+        return trained_model(experiment, tseed)
     if spec["method"] == "ecdp":
-        return stage1_model(stage1_variant(spec))
-    return f"{RESULTS}/models/{spec['method']}/model.pt"
+        return stage1_model(stage1_variant(spec), tseed)
+    return trained_model(spec["method"], tseed)
 
 
 # The two RRDBNets the workflow pre-trains: ECDP's (the RRDB row and ECDP's encoder) and

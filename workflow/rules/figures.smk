@@ -1,7 +1,7 @@
 rule figure5:
     input:
         pairs=f"{RESULTS}/lr/{config['evaluation']['split']}.json",
-        models=lambda w: [stage1_model(p) for p in PARAMETRIZATIONS],
+        models=lambda w: [stage1_model(p, TRAIN_SEEDS[0]) for p in PARAMETRIZATIONS],
     output:
         report(
             f"{RESULTS}/figures/figure5.png",
@@ -23,7 +23,7 @@ rule figure5:
 
 rule figure8:
     input:
-        models=lambda w: [stage1_model(p) for p in PARAMETRIZATIONS],
+        models=lambda w: [stage1_model(p, t) for p in PARAMETRIZATIONS for t in TRAIN_SEEDS],
     output:
         report(
             f"{RESULTS}/figures/figure8.png",
@@ -34,7 +34,7 @@ rule figure8:
     log:
         f"logs/figures/{DATASET}_x{SCALE}_figure8.log",
     params:
-        names=PARAMETRIZATIONS,
+        names=[p for p in PARAMETRIZATIONS for t in TRAIN_SEEDS],
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -66,7 +66,8 @@ rule quality_vs_cost:
 rule crop_grid:
     input:
         pairs=f"{RESULTS}/lr/{config['evaluation']['split']}.json",
-        sr=expand("{results}/sr/{experiment}/seed0.json", results=RESULTS, experiment=GRID),
+        sr=expand("{results}/sr/{experiment}/train{tseed}/seed0.json", results=RESULTS,
+                  experiment=GRID, tseed=TRAIN_SEEDS[0]),
     output:
         report(
             f"{RESULTS}/figures/crops.png",

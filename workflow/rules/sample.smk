@@ -1,11 +1,11 @@
 rule super_resolve:
     input:
         pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
-        model=lambda w: model_of(w.experiment),
+        model=lambda w: model_of(w.experiment, w.tseed),
     output:
-        "results/{dataset}/x{scale}/sr/{experiment}/seed{seed}.json",
+        "results/{dataset}/x{scale}/sr/{experiment}/train{tseed}/seed{seed}.json",
     log:
-        "logs/super_resolve/{dataset}_x{scale}_{experiment}_seed{seed}.log",
+        "logs/super_resolve/{dataset}_x{scale}_{experiment}_train{tseed}_seed{seed}.log",
     params:
         method=lambda w: method_of(w.experiment),
         sampling=lambda w: sampling_of(w.experiment),
@@ -21,7 +21,7 @@ rule super_resolve:
 rule timing:
     input:
         pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
-        model=lambda w: model_of(w.experiment),
+        model=lambda w: model_of(w.experiment, TRAIN_SEEDS[0]),  # the first replicate
     output:
         "results/{dataset}/x{scale}/timing/{experiment}.json",
     log:

@@ -10,7 +10,7 @@ if _not_ecdp:
 rule sampling_study_run:
     input:
         pairs=f"{RESULTS}/lr/{config['evaluation']['split']}.json",
-        model=lambda w: model_of(w.experiment),
+        model=lambda w: model_of(w.experiment, TRAIN_SEEDS[0]),
         weights="resources/weights/weights.json",
     output:
         f"{RESULTS}/sampling/{{experiment}}.csv",

@@ -2,15 +2,15 @@ rule train_rrdb:
     input:
         "resources/datasets/{dataset}/manifest.json",
     output:
-        "results/{dataset}/x{scale}/models/{rrdb}/model.pt",
+        "results/{dataset}/x{scale}/models/{rrdb}/seed{tseed}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_{rrdb}.log",
+        "logs/train/{dataset}_x{scale}_{rrdb}_seed{tseed}.log",
     wildcard_constraints:
         rrdb="rrdb|srdiff-rrdb",
     params:
         net=lambda w: {k: v for k, v in RRDBNETS[w.rrdb].items() if k != "recipe"},
         cfg=lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]],
-        seed=config["training"]["seed"],
+        seed=lambda w: int(w.tseed),
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
@@ -24,11 +24,11 @@ rule train_rrdb:
 rule train_ecdp_stage1:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
-        rrdb="results/{dataset}/x{scale}/models/rrdb/model.pt",
+        rrdb="results/{dataset}/x{scale}/models/rrdb/seed{tseed}/model.pt",
     output:
-        "results/{dataset}/x{scale}/models/ecdp-stage1-{variant}/model.pt",
+        "results/{dataset}/x{scale}/models/ecdp-stage1-{variant}/seed{tseed}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_ecdp-stage1-{variant}.log",
+        "logs/train/{dataset}_x{scale}_ecdp-stage1-{variant}_seed{tseed}.log",
     wildcard_constraints:
         variant=_alternatives(STAGE1),
     params:
@@ -38,7 +38,7 @@ rule train_ecdp_stage1:
             "sde": {**config["model"]["sde"], "sigma": STAGE1[w.variant]["sigma"]},
         },
         cfg=config["training"]["stage1"],
-        seed=config["training"]["seed"],
+        seed=lambda w: int(w.tseed),
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
@@ -53,13 +53,14 @@ rule train_ecdp_stage2:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
         stage1=lambda w: stage1_model(
-            stage1_variant(EXPERIMENTS[w.experiment]), results=f"results/{w.dataset}/x{w.scale}"
+            stage1_variant(EXPERIMENTS[w.experiment]), w.tseed,
+            results=f"results/{w.dataset}/x{w.scale}",
         ),
         weights="resources/weights/weights.json",
     output:
-        "results/{dataset}/x{scale}/models/{experiment}/model.pt",
+        "results/{dataset}/x{scale}/models/{experiment}/seed{tseed}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_{experiment}.log",
+        "logs/train/{dataset}_x{scale}_{experiment}_seed{tseed}.log",
     wildcard_constraints:
         experiment=STAGE2_PATTERN,
     params:
@@ -68,7 +69,7 @@ rule train_ecdp_stage2:
             "sampler": iq_of(w.experiment),
         },
         k=lambda w: EXPERIMENTS[w.experiment].get("k"),
-        seed=config["training"]["seed"],
+        seed=lambda w: int(w.tseed),
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
@@ -82,15 +83,15 @@ rule train_ecdp_stage2:
 rule train_srdiff:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
-        rrdb="results/{dataset}/x{scale}/models/srdiff-rrdb/model.pt",
+        rrdb="results/{dataset}/x{scale}/models/srdiff-rrdb/seed{tseed}/model.pt",
     output:
-        "results/{dataset}/x{scale}/models/srdiff/model.pt",
+        "results/{dataset}/x{scale}/models/srdiff/seed{tseed}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_srdiff.log",
+        "logs/train/{dataset}_x{scale}_srdiff_seed{tseed}.log",
     params:
         net={k: v for k, v in config["baselines"]["srdiff"].items() if k != "encoder"},
         cfg=config["training"]["srdiff"],
-        seed=config["training"]["seed"],
+        seed=lambda w: int(w.tseed),
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
@@ -105,13 +106,13 @@ rule train_sr3:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
     output:
-        "results/{dataset}/x{scale}/models/sr3/model.pt",
+        "results/{dataset}/x{scale}/models/sr3/seed{tseed}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_sr3.log",
+        "logs/train/{dataset}_x{scale}_sr3_seed{tseed}.log",
     params:
         sr3=config["baselines"]["sr3"],
         cfg=config["training"]["sr3"],
-        seed=config["training"]["seed"],
+        seed=lambda w: int(w.tseed),
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,
@@ -125,18 +126,18 @@ rule train_sr3:
 rule finetune_iq:
     input:
         dataset="resources/datasets/{dataset}/manifest.json",
-        base=lambda w: f"results/{w.dataset}/x{w.scale}/models/{EXPERIMENTS[w.experiment]['method']}/model.pt",
+        base=lambda w: f"results/{w.dataset}/x{w.scale}/models/{EXPERIMENTS[w.experiment]['method']}/seed{w.tseed}/model.pt",
         weights="resources/weights/weights.json",
     output:
-        "results/{dataset}/x{scale}/models/{experiment}/model.pt",
+        "results/{dataset}/x{scale}/models/{experiment}/seed{tseed}/model.pt",
     log:
-        "logs/train/{dataset}_x{scale}_{experiment}.log",
+        "logs/train/{dataset}_x{scale}_{experiment}_seed{tseed}.log",
     wildcard_constraints:
         experiment=PLUSPLUS_PATTERN,
     params:
         kind=lambda w: EXPERIMENTS[w.experiment]["method"],
         cfg=config["training"]["plusplus"],
-        seed=config["training"]["seed"],
+        seed=lambda w: int(w.tseed),
     threads: workflow.cores
     resources:
         gpu=TRAIN_GPUS,

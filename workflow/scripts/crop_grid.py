@@ -23,7 +23,8 @@ def main(*, pairs: str, sr: list[str], labels: list[str], size: int, output: str
     size = min(size, *hr.shape[:2])
     top, left = (hr.shape[0] - size) // 2, (hr.shape[1] - size) // 2
     title = (f"{first['name']}: central {size}x{size} HR crop at (row {top}, column {left}) of "
-             f"the {hr.shape[0]}x{hr.shape[1]} evaluated image, x{s}; seed 0 of each method")
+             f"the {hr.shape[0]}x{hr.shape[1]} evaluated image, x{s}; first training seed, sample "
+             f"seed 0 of each method")
     save_figure(crop_grid(images, (top, left, size), title=title), output)
     print(f"{first['name']}: crop {size}px at ({top}, {left}) from {len(images)} images")
 

@@ -17,10 +17,12 @@ def main(*, summary: str, reference: str, output_stem: str, name: str, table: di
     timing = pd.read_csv(timing) if timing else None
     extra = timing_extra(timing) if timing is not None else None
     summary = pd.read_csv(summary)
+    compare_to = table.get("compare_to") or ("ecdp" if "ecdp" in rows else next(iter(rows)))
     long = build_table(summary, paper, rows=rows, metrics=table["metrics"],
-                       protocol=table["protocol"], extra=extra, reference_rows=reference_rows)
+                       protocol=table["protocol"], extra=extra, reference_rows=reference_rows,
+                       compare_to=compare_to)
     description = describe(summary, list(rows), table["metrics"], protocol=table["protocol"],
-                           timing=timing)
+                           timing=timing, compare_to=rows[compare_to])
     title = f"{table.get('title') or name}: {dataset} x{scale}"
     if paper["caption"]:
         title += f", reproduced beside {paper['caption']}"
