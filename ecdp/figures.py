@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .data.io import atomic_write_bytes  # noqa: E402
-from .evaluate import to_uint8  # noqa: E402
+from .evaluate import to_tensor, to_uint8  # noqa: E402
 from .rng import randn_like  # noqa: E402
 
 __all__ = ["denoised_predictions", "validation_curves", "quality_vs_cost", "crop_grid",
@@ -146,9 +146,11 @@ def crop_grid(images: dict[str, np.ndarray], box: tuple[int, int, int], *,
     """images: label -> HxWx3 uint8 (all HR size, LR is upsampled by the caller), the HR under
     "HR"; box: (top, left, size) of the crop. Each panel but HR shows its crop's PSNR to the
     HR crop (dB, RGB)."""
+    from .metrics import PAPER, psnr
+
     top, left, size = box
     crops = {label: image[top:top + size, left:left + size] for label, image in images.items()}
-    reference = crops["HR"].astype(np.float64)
+    reference = to_tensor(crops["HR"])
     n = len(crops)
     cols = min(n, 5)
     rows = math.ceil(n / cols)
@@ -158,8 +160,7 @@ def crop_grid(images: dict[str, np.ndarray], box: tuple[int, int, int], *,
     for ax, (label, crop) in zip(axes.flat, crops.items()):
         ax.imshow(crop, interpolation="nearest")
         if label != "HR":
-            mse = np.mean((crop.astype(np.float64) - reference) ** 2)
-            label += f"\n{10 * math.log10(255 ** 2 / mse):.2f} dB" if mse > 0 else "\nexact"
+            label += f"\n{float(psnr(to_tensor(crop), reference, protocol=PAPER)):.2f} dB"
         ax.set_title(label, fontsize=8)
     fig.suptitle(title, fontsize=9)
     return fig

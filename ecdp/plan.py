@@ -24,7 +24,7 @@ import runpy
 import shutil
 import statistics
 import tempfile
-import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,7 +33,6 @@ __all__ = ["dag_jobs", "probe_plan", "format_plan", "test_pixels", "NOMINAL_TEST
 
 TRAINING_RULES = ("train_rrdb", "train_ecdp_stage1", "train_srdiff", "train_sr3",
                   "train_ecdp_stage2", "finetune_iq")
-SAMPLING_RULES = ("super_resolve", "timing")
 # Test splits of the datasets the suite downloads, when they are not prepared here yet:
 # (images, HR pixels per image). DIV2K's 100 validation images are 2040 px on the long side,
 # 1356 px typical on the short; CelebA and ImageNet are resized squares (datasets.X.size).
@@ -97,7 +96,7 @@ def _inside(folder: Path):
         os.chdir(here)
 
 
-def _run_script(job, params: dict, *, gpu: int = 1) -> float:
+def _run_script(job, params: dict, *, gpu: int = 1) -> None:
     """Run ``job``'s rule script as Snakemake would, with ``params`` instead of its own."""
     from snakemake.iocontainers import Namedlist
 
@@ -108,10 +107,16 @@ def _run_script(job, params: dict, *, gpu: int = 1) -> float:
                            resources=Namedlist(fromdict={**resources, "gpu": gpu}))
     for path in list(job.output) + list(job.log):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tick = time.perf_counter()
     runpy.run_path(str(Path(job.rule.basedir) / job.rule.script),
                    init_globals={"snakemake": fake}, run_name="__plan__")
-    return time.perf_counter() - tick
+
+
+def _chain_length(checkpoint) -> int:
+    """Steps of a trained SRDiff / SR3 (a "++" model keeps its base's)."""
+    from .checkpoint import load_checkpoint
+
+    meta = load_checkpoint(checkpoint)["meta"]
+    return meta.get("diffusion", meta.get("net", {}))["steps"]
 
 
 def _key(job) -> str:
@@ -130,21 +135,18 @@ def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
 
     scratch = Path(probe_dir or tempfile.mkdtemp(prefix="ecdp-plan-"))
     images, pixels = test_pixels(config, workdir)
-    rows, untimed, probed, per_image = [], {}, {}, {}
+    rows, untimed, probed, per_image = [], Counter(), {}, {}
     with _inside(scratch):  # timing is priced from its experiment's super_resolve probe
         for job in sorted(jobs, key=lambda j: j.rule.name == "timing"):
             rule, params = job.rule.name, dict(job.params.items())
             name = "/".join(str(v) for k, v in job.wildcards.items() if k not in ("dataset", "scale"))
             if rule == "prepare_dataset":  # the sample photos stand in for the dataset
                 prepare_dataset("sample-photos", Path(job.output[0]).parent)
-                untimed[rule] = untimed.get(rule, 0) + 1
             elif rule == "fetch_weights":  # never downloads; L_IQ probes run on random VGG19
                 _run_script(job, {**params, "allow_download": False})
-                untimed[rule] = untimed.get(rule, 0) + 1
             elif rule == "degrade":
                 _run_script(job, {**params, "official_lr": False, "limit": 1,
                                   "crop": lr_size * int(job.wildcards.scale)})
-                untimed[rule] = untimed.get(rule, 0) + 1
             elif rule in TRAINING_RULES:
                 cfg = params["cfg"]
                 small = {**cfg, "steps": steps, "save_every": steps, "validate_every": None,
@@ -195,18 +197,18 @@ def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
                              "seconds_per_eval": s_eval, "probe_pixels": probe_px,
                              "detail": f"{images} images x NFE {nfe} x {s_eval:.3g} s/eval at "
                                        f"{probe_px} HR px, scaled by pixels{note}"})
-            elif rule == "timing":
+            elif rule == "timing":  # priced, not run
                 s_eval, nfe, probe_px, note = per_image[job.wildcards.experiment]
                 runs = params["timing"]["warmup"] + params["timing"]["repeats"]
                 seconds = runs * s_eval * nfe * pixels[0] / probe_px
                 rows.append({"rule": rule, "name": name, "hours": seconds / 3600,
                              "detail": f"{runs} runs of the first image, NFE {nfe}{note}"})
-            else:
-                untimed[rule] = untimed.get(rule, 0) + 1
+            if rule not in TRAINING_RULES + ("super_resolve", "timing"):
+                untimed[rule] += 1  # data, weights, metrics, tables, figures
     if probe_dir is None:
         shutil.rmtree(scratch, ignore_errors=True)
     device = _device_name(config)
-    return {"jobs": rows, "untimed": untimed, "device": device,
+    return {"jobs": rows, "untimed": dict(untimed), "device": device,
             "assumptions": {"test images": images,
                             "HR pixels per test image (mean)": round(sum(pixels) / images),
                             "probe steps": steps, "probe LR size": lr_size,
@@ -219,12 +221,10 @@ def _sampled_steps(job, cfg: dict, adaptive_nfe: int) -> int | None:
     """Network evaluations of the sampling chain an L_IQ step backpropagates through: the "++"
     ancestral samplers' steps, stage 2's SDE steps or its ODE solve's NFE (fixed-step as
     configured, adaptive at ``adaptive_nfe``); None for the trainings without L_IQ."""
-    from .checkpoint import load_checkpoint
     from .samplers import FIXED_STEP_EVALS
 
     if job.rule.name == "finetune_iq":
-        model = load_checkpoint(job.input.base)["meta"]
-        return cfg.get("sample_steps") or model.get("diffusion", model.get("net", {}))["steps"]
+        return cfg.get("sample_steps") or _chain_length(job.input.base)
     if job.rule.name == "train_ecdp_stage2":
         if cfg.get("sampler") == "sde":
             return cfg["sde_steps"]
@@ -239,8 +239,6 @@ def _probe_sample(job, params, max_sample_steps: int, adaptive_nfe: int, log):
     """(seconds per network evaluation, the configured NFE, probed HR pixels, a note)."""
     from PIL import Image
 
-    from .checkpoint import load_checkpoint
-
     from .samplers import ADAPTIVE, EVALUATION_KEYS
 
     sampling, note = params.get("sampling"), ""
@@ -251,9 +249,7 @@ def _probe_sample(job, params, max_sample_steps: int, adaptive_nfe: int, log):
                     "solver": "euler", "nfe": max_sample_steps}
         note = f" (adaptive solve priced at NFE {adaptive_nfe}, --adaptive-nfe)"
     if sampling and "steps" in sampling:  # SRDiff / SR3: NFE = their steps, probed at fewer
-        model = load_checkpoint(job.input.model)["meta"]
-        total = model.get("diffusion", model.get("net", {})).get("steps")
-        nfe = sampling["steps"] or total
+        nfe = sampling["steps"] or _chain_length(job.input.model)
         sampling = {**sampling, "steps": min(nfe, max_sample_steps)}
     log(f"probing super_resolve {job.wildcards.experiment}: one image")
     _run_script(job, {**params, "sampling": sampling})

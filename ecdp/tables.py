@@ -26,7 +26,7 @@ TIMING_METRICS = ("seconds", "nfe", "peak_mib")
 # What a table's header says for its metrics (only those it shows).
 METRIC_NOTES = {
     "lpips": "LPIPS: AlexNet, lpips 0.1, inputs in [-1, 1]",
-    "psnr": "PSNR in dB on RGB (paper protocol: no border crop)",
+    "psnr": "PSNR in dB, under the protocol above",
     "lr_psnr": "LR-PSNR: PSNR of the MATLAB-bicubic-downsampled output against the LR input, dB",
 }
 
