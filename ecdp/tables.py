@@ -158,10 +158,12 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
         lines.append(f"Evaluated on {images} test images, region: {regions}.")
         if trains > 1:
             lines.append(
-                f"Values are means over images, {seeds} sample seeds (stochastic methods) and "
+                f"Values are means over images, {seeds} sample seed{'s' * (seeds > 1)} (stochastic methods) and "
                 f"{trains} training seeds (trained methods); ± is the standard deviation (ddof "
-                f"1) over the training seeds of their means (the sample-seed spread is the CSV's "
-                f"reproduced_sample_std).")
+                f"1) over the training seeds of their means " + (
+                    "(the sample-seed spread is the CSV's reproduced_sample_std)." if seeds > 1 else
+                    "(one sample seed per model, evaluation.seeds 1: the sample-seed spread is not "
+                    "measured; it is part of the training-seed spread)."))
             if compare_to:
                 lines.append(
                     f"* differs from {compare_to} at p < 0.05, ≈ does not (Welch's t-test over "
