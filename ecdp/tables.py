@@ -15,7 +15,8 @@ import pandas as pd
 
 from .data.io import atomic_write_text
 
-__all__ = ["METRIC_FORMATS", "build_table", "describe", "timing_extra", "write_table"]
+__all__ = ["METRIC_FORMATS", "build_table", "describe", "orderings", "timing_extra",
+           "write_table"]
 
 METRIC_FORMATS = {  # name: (header with its unit, decimals)
     "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑ (dB)", 2), "ssim": ("SSIM↑", 3),
@@ -117,6 +118,31 @@ def mark_significance(long: pd.DataFrame, compare_to: str | None, *,
             long.loc[i, "p_value"] = p
             long.loc[i, "significance"] = "*" if p < alpha else "≈"
     return long
+
+
+def orderings(long: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
+    """One line per quality metric: the rows best first, each neighbour pair joined by ">" when
+    Welch's t-test over their training-seed replicates gives p < ``alpha``, else by "≈" (which
+    orderings a reader may draw). Only rows with a value; none without replicates to test."""
+    from scipy import stats
+
+    lines = []
+    for metric in [m for m in dict.fromkeys(long["metric"]) if m in QUALITY]:
+        rows = long[(long["metric"] == metric) & long["reproduced"].notna()]
+        rows = rows.sort_values("reproduced", ascending=metric == "lpips", kind="stable")
+        reps = [_replicates(r) for r in rows["replicates"]]
+        if len(rows) < 2 or max(len(r) for r in reps) < 2:
+            continue
+        text = rows["label"].iloc[0]
+        for i in range(1, len(rows)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                p = _p_value(reps[i - 1], reps[i], stats)
+            text += (" > " if p is not None and p < alpha else " ≈ ") + rows["label"].iloc[i]
+        lines.append(f"Ordering by {METRIC_FORMATS[metric][0]}, best first (\">\": neighbours "
+                     f"differ at p < {alpha:g}, Welch's t-test over training seeds; \"≈\": "
+                     f"within noise): {text}.")
+    return lines
 
 
 def _p_value(a: list[float], b: list[float], stats) -> float | None:

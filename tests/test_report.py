@@ -245,6 +245,9 @@ def test_summary_separates_training_seed_and_sample_seed_spreads():
         [20.05, 21.05, 22.05])
     one = summarize(_replicated({"e": [20.0]})).iloc[0]
     assert np.isnan(one["psnr_train_std"]) and one["psnr_std"] == pytest.approx(0.05)
+    one_sample = summarize(_replicated({"e": [20.0, 22.0]}, sample_offsets=(0.0,))).iloc[0]
+    assert np.isnan(one_sample["psnr_sample_std"])  # one sample seed: not measured, not 0
+    assert one_sample["psnr_std"] == pytest.approx(2 ** 0.5)
 
 
 def test_tables_mark_differences_against_the_compare_row():
@@ -265,3 +268,38 @@ def test_tables_mark_differences_against_the_compare_row():
     long = build_table(single, {"rows": {}}, rows={"ecdp": "ECDP", "worse": "W"},
                        metrics=["psnr"], compare_to="ecdp").set_index("experiment")
     assert long.loc["worse", "significance"] == ""  # one training each: no test
+
+
+def test_table_orderings_join_neighbours_by_significance():
+    from ecdp.evaluate import summarize
+    from ecdp.tables import orderings
+
+    summary = summarize(_replicated({"ecdp": [27.0, 27.1, 26.9], "worse": [25.0, 25.1, 24.9],
+                                     "same": [27.05, 26.95, 27.1]}))
+    long = build_table(summary, {"rows": {}}, rows={"worse": "W", "ecdp": "ECDP", "same": "S"},
+                       metrics=["psnr"], compare_to="ecdp")
+    (line,) = orderings(long)
+    # best first: S (27.033 + offset) and ECDP (27.0 + offset) within noise, then W far below
+    assert line.endswith(": S ≈ ECDP > W.")
+    assert "PSNR↑ (dB)" in line and "Welch" in line
+    single = summarize(_replicated({"ecdp": [27.0], "worse": [25.0]}))
+    long = build_table(single, {"rows": {}}, rows={"ecdp": "ECDP", "worse": "W"},
+                       metrics=["psnr"], compare_to="ecdp")
+    assert orderings(long) == []  # one training each: nothing to test
+
+
+def test_job_minutes_sums_each_rules_jobs_from_a_snakemake_log(tmp_path):
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
+    import job_minutes
+
+    log = tmp_path / "run.snakemake.log"
+    log.write_text("\n".join([
+        "[Tue Dec  1 10:00:00 2026]", "localrule train:", "    jobid: 1",
+        "[Tue Dec  1 10:00:00 2026]", "localrule train:", "    jobid: 2",
+        "[Tue Dec  1 10:03:00 2026]", "Finished jobid: 1 (Rule: train)",
+        "[Tue Dec  1 10:04:30 2026]", "Finished jobid: 2 (Rule: train)",
+        "[Tue Dec  1 10:04:30 2026]", "localrule table:", "    jobid: 3",
+        "[Tue Dec  1 10:05:00 2026]", "Finished jobid: 3 (Rule: table)"]))
+    rules, wall = job_minutes.job_minutes(log)
+    assert rules == {"train": (2, 7.5), "table": (1, 0.5)}  # side by side: 8 job-min in 5 min
+    assert wall == 5.0
