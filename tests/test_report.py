@@ -303,3 +303,22 @@ def test_job_minutes_sums_each_rules_jobs_from_a_snakemake_log(tmp_path):
     rules, wall = job_minutes.job_minutes(log)
     assert rules == {"train": (2, 7.5), "table": (1, 0.5)}  # side by side: 8 job-min in 5 min
     assert wall == 5.0
+
+
+def test_compare_runs_checks_means_against_printed_spreads(tmp_path, capsys):
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
+    import compare_runs
+    from ecdp.evaluate import summarize
+
+    for run, means in (("a", {"e": [20.0, 21.0, 22.0], "f": [25.0, 25.1, 24.9]}),
+                       ("b", {"e": [20.5, 21.5, 22.5], "f": [26.0, 26.1, 25.9]})):
+        (tmp_path / run / "metrics").mkdir(parents=True)
+        summarize(_replicated(means)).to_csv(tmp_path / run / "metrics" / "summary.csv")
+    df = compare_runs.compare(tmp_path / "a", tmp_path / "b").set_index(["experiment", "metric"])
+    e, f = df.loc[("e", "psnr")], df.loc[("f", "psnr")]
+    assert e["abs_diff"] == pytest.approx(0.5) and e["spread"] == pytest.approx(1.0)
+    assert e["within"] and not f["within"]  # f: 1.0 apart, spread 0.1
+    assert f["p_value"] < 0.01 < e["p_value"]
+    assert df.loc[("e", "ssim"), "within"]  # identical deterministic values
+    compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "| e | psnr | 21.05 ± 1.00 | 21.55 ± 1.00 | 0.50 | 1.00 | yes |" in capsys.readouterr().out
