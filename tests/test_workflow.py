@@ -212,7 +212,7 @@ def test_nested_numeric_overrides_pass_the_schema(tmp_path):
     schema before validation (a label stays a string)."""
     jobs = planned(tmp_path, "all", "--config", "training={stage1: {steps: 10, lr: 1e-4}}",
                    "experiments={ecdp: {label: 2024}}")
-    assert jobs["train_ecdp_stage1"] == 3
+    assert jobs["train_ecdp_stage1"] == 3 * 3  # parametrizations x the default's training seeds
 
 
 def test_table_naming_an_undefined_experiment_is_an_error(tmp_path):
