@@ -144,7 +144,7 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
 
     Columns per metric: ``_mean``; ``_train_std`` (std, ddof 1, of the training-seed means;
     NaN with one training seed); ``_sample_std`` (std, ddof 0, of the sample-seed means within
-    a training seed, averaged over training seeds); ``_std``, the spread the tables print: the
+    a training seed, averaged over training seeds; NaN with one sample seed); ``_std``, the spread the tables print: the
     training-seed one when there are several, else the sample-seed one; ``_replicates``, the
     training-seed means joined by ";" (the tables' significance tests read them).
     """
@@ -156,7 +156,8 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     by_exp = per_train.groupby(level=keys, sort=False)
     mean = by_exp.mean().add_suffix("_mean")
     train_std = by_exp.std(ddof=1).add_suffix("_train_std")
-    sample_std = (per_run.groupby(level=keys + ["train_seed"], sort=False).std(ddof=0)
+    by_train = per_run.groupby(level=keys + ["train_seed"], sort=False)
+    sample_std = (by_train.std(ddof=0).where(by_train.count() > 1)  # one sample: not measured
                   .groupby(level=keys, sort=False).mean().add_suffix("_sample_std"))
     n_train = by_exp.size().rename("n_train_seeds")
     std = pd.DataFrame({f"{m}_std": train_std[f"{m}_train_std"].where(

@@ -270,7 +270,9 @@ def _device_name(config: dict) -> str:
     device = resolve_device(config["evaluation"].get("device", "auto"))
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    from .timing import cpu_name
+
+    return f"cpu ({cpu_name()}; {torch.get_num_threads()} threads)"
 
 
 def format_plan(plan: dict) -> str:

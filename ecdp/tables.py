@@ -15,7 +15,8 @@ import pandas as pd
 
 from .data.io import atomic_write_text
 
-__all__ = ["METRIC_FORMATS", "build_table", "describe", "timing_extra", "write_table"]
+__all__ = ["METRIC_FORMATS", "build_table", "describe", "orderings", "timing_extra",
+           "write_table"]
 
 METRIC_FORMATS = {  # name: (header with its unit, decimals)
     "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑ (dB)", 2), "ssim": ("SSIM↑", 3),
@@ -119,6 +120,31 @@ def mark_significance(long: pd.DataFrame, compare_to: str | None, *,
     return long
 
 
+def orderings(long: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
+    """One line per quality metric: the rows best first, each neighbour pair joined by ">" when
+    Welch's t-test over their training-seed replicates gives p < ``alpha``, else by "≈" (which
+    orderings a reader may draw). Only rows with a value; none without replicates to test."""
+    from scipy import stats
+
+    lines = []
+    for metric in [m for m in dict.fromkeys(long["metric"]) if m in QUALITY]:
+        rows = long[(long["metric"] == metric) & long["reproduced"].notna()]
+        rows = rows.sort_values("reproduced", ascending=metric == "lpips", kind="stable")
+        reps = [_replicates(r) for r in rows["replicates"]]
+        if len(rows) < 2 or max(len(r) for r in reps) < 2:
+            continue
+        text = rows["label"].iloc[0]
+        for i in range(1, len(rows)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                p = _p_value(reps[i - 1], reps[i], stats)
+            text += (" > " if p is not None and p < alpha else " ≈ ") + rows["label"].iloc[i]
+        lines.append(f"Ordering by {METRIC_FORMATS[metric][0]}, best first (\">\": neighbours "
+                     f"differ at p < {alpha:g}, Welch's t-test over training seeds; \"≈\": "
+                     f"within noise): {text}.")
+    return lines
+
+
 def _p_value(a: list[float], b: list[float], stats) -> float | None:
     if len(a) >= 2 and len(b) >= 2:
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
@@ -158,10 +184,12 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
         lines.append(f"Evaluated on {images} test images, region: {regions}.")
         if trains > 1:
             lines.append(
-                f"Values are means over images, {seeds} sample seeds (stochastic methods) and "
+                f"Values are means over images, {seeds} sample seed{'s' * (seeds > 1)} (stochastic methods) and "
                 f"{trains} training seeds (trained methods); ± is the standard deviation (ddof "
-                f"1) over the training seeds of their means (the sample-seed spread is the CSV's "
-                f"reproduced_sample_std).")
+                f"1) over the training seeds of their means " + (
+                    "(the sample-seed spread is the CSV's reproduced_sample_std)." if seeds > 1 else
+                    "(one sample seed per model, evaluation.seeds 1: the sample-seed spread is not "
+                    "measured; it is part of the training-seed spread)."))
             if compare_to:
                 lines.append(
                     f"* differs from {compare_to} at p < 0.05, ≈ does not (Welch's t-test over "

@@ -6,6 +6,7 @@ and the growth of the process's peak resident set size on CPU (both in MiB).
 """
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import statistics
@@ -17,6 +18,19 @@ from .rng import image_generator
 
 __all__ = ["time_method"]
 
+
+
+def cpu_name() -> str:
+    """The CPU's model and core count (/proc/cpuinfo on Linux), e.g. "AMD EPYC, 2 cores";
+    the platform's name elsewhere."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        name = models[0] if models else name
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -61,6 +75,6 @@ def time_method(method, lr: torch.Tensor, *, warmup: int = 1, repeats: int = 3,
         "warmup": warmup, "repeats": repeats, "batch": batch,
         "lr_size": list(lr.shape[-2:]), "device": str(device),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                        else platform.processor() or platform.machine()),
+                        else cpu_name()),
         "threads": torch.get_num_threads(), "peak_mib": peak, "peak_kind": kind,
     }

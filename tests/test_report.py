@@ -245,6 +245,9 @@ def test_summary_separates_training_seed_and_sample_seed_spreads():
         [20.05, 21.05, 22.05])
     one = summarize(_replicated({"e": [20.0]})).iloc[0]
     assert np.isnan(one["psnr_train_std"]) and one["psnr_std"] == pytest.approx(0.05)
+    one_sample = summarize(_replicated({"e": [20.0, 22.0]}, sample_offsets=(0.0,))).iloc[0]
+    assert np.isnan(one_sample["psnr_sample_std"])  # one sample seed: not measured, not 0
+    assert one_sample["psnr_std"] == pytest.approx(2 ** 0.5)
 
 
 def test_tables_mark_differences_against_the_compare_row():
@@ -265,3 +268,57 @@ def test_tables_mark_differences_against_the_compare_row():
     long = build_table(single, {"rows": {}}, rows={"ecdp": "ECDP", "worse": "W"},
                        metrics=["psnr"], compare_to="ecdp").set_index("experiment")
     assert long.loc["worse", "significance"] == ""  # one training each: no test
+
+
+def test_table_orderings_join_neighbours_by_significance():
+    from ecdp.evaluate import summarize
+    from ecdp.tables import orderings
+
+    summary = summarize(_replicated({"ecdp": [27.0, 27.1, 26.9], "worse": [25.0, 25.1, 24.9],
+                                     "same": [27.05, 26.95, 27.1]}))
+    long = build_table(summary, {"rows": {}}, rows={"worse": "W", "ecdp": "ECDP", "same": "S"},
+                       metrics=["psnr"], compare_to="ecdp")
+    (line,) = orderings(long)
+    # best first: S (27.033 + offset) and ECDP (27.0 + offset) within noise, then W far below
+    assert line.endswith(": S ≈ ECDP > W.")
+    assert "PSNR↑ (dB)" in line and "Welch" in line
+    single = summarize(_replicated({"ecdp": [27.0], "worse": [25.0]}))
+    long = build_table(single, {"rows": {}}, rows={"ecdp": "ECDP", "worse": "W"},
+                       metrics=["psnr"], compare_to="ecdp")
+    assert orderings(long) == []  # one training each: nothing to test
+
+
+def test_job_minutes_sums_each_rules_jobs_from_a_snakemake_log(tmp_path):
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
+    import job_minutes
+
+    log = tmp_path / "run.snakemake.log"
+    log.write_text("\n".join([
+        "[Tue Dec  1 10:00:00 2026]", "localrule train:", "    jobid: 1",
+        "[Tue Dec  1 10:00:00 2026]", "localrule train:", "    jobid: 2",
+        "[Tue Dec  1 10:03:00 2026]", "Finished jobid: 1 (Rule: train)",
+        "[Tue Dec  1 10:04:30 2026]", "Finished jobid: 2 (Rule: train)",
+        "[Tue Dec  1 10:04:30 2026]", "localrule table:", "    jobid: 3",
+        "[Tue Dec  1 10:05:00 2026]", "Finished jobid: 3 (Rule: table)"]))
+    rules, wall = job_minutes.job_minutes(log)
+    assert rules == {"train": (2, 7.5), "table": (1, 0.5)}  # side by side: 8 job-min in 5 min
+    assert wall == 5.0
+
+
+def test_compare_runs_checks_means_against_printed_spreads(tmp_path, capsys):
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
+    import compare_runs
+    from ecdp.evaluate import summarize
+
+    for run, means in (("a", {"e": [20.0, 21.0, 22.0], "f": [25.0, 25.1, 24.9]}),
+                       ("b", {"e": [20.5, 21.5, 22.5], "f": [26.0, 26.1, 25.9]})):
+        (tmp_path / run / "metrics").mkdir(parents=True)
+        summarize(_replicated(means)).to_csv(tmp_path / run / "metrics" / "summary.csv")
+    df = compare_runs.compare(tmp_path / "a", tmp_path / "b").set_index(["experiment", "metric"])
+    e, f = df.loc[("e", "psnr")], df.loc[("f", "psnr")]
+    assert e["abs_diff"] == pytest.approx(0.5) and e["spread"] == pytest.approx(1.0)
+    assert e["within"] and not f["within"]  # f: 1.0 apart, spread 0.1
+    assert f["p_value"] < 0.01 < e["p_value"]
+    assert df.loc[("e", "ssim"), "within"]  # identical deterministic values
+    compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "| e | psnr | 21.05 ± 1.00 | 21.55 ± 1.00 | 0.50 | 1.00 | yes |" in capsys.readouterr().out

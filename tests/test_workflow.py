@@ -212,7 +212,7 @@ def test_nested_numeric_overrides_pass_the_schema(tmp_path):
     schema before validation (a label stays a string)."""
     jobs = planned(tmp_path, "all", "--config", "training={stage1: {steps: 10, lr: 1e-4}}",
                    "experiments={ecdp: {label: 2024}}")
-    assert jobs["train_ecdp_stage1"] == 3
+    assert jobs["train_ecdp_stage1"] == 3 * 3  # parametrizations x the default's training seeds
 
 
 def test_table_naming_an_undefined_experiment_is_an_error(tmp_path):
@@ -396,7 +396,7 @@ PRESET_JOBS = {
                "evaluate": 15, "timing": 4, "aggregate_timing": 1, "table": 4, "crop_grid": 1,
                "figure5": 1, "figure8": 1, "quality_vs_cost": 1},
               ["table1", "table3", "table5", "table7"]),
-    "own-images": ({**_COMMON, "super_resolve": 4, "evaluate": 3, "table": 1, "crop_grid": 1},
+    "own-images": ({**_COMMON, "super_resolve": 3, "evaluate": 3, "table": 1, "crop_grid": 1},
                    ["own"]),
 }
 
@@ -431,8 +431,28 @@ def test_each_preset_plans_exactly_its_experiments(tmp_path, preset):
 
 def test_one_ablation_reruns_alone(tmp_path):
     jobs = planned(tmp_path, "results/sample-photos/x4/metrics/ecdp-x0.csv")
-    assert jobs["train_ecdp_stage1"] == 1 and jobs["train_ecdp_stage2"] == 1
-    assert jobs["super_resolve"] == 2 and "train_srdiff" not in jobs  # evaluation.seeds: 2
+    # the default run's 3 training seeds x evaluation.seeds 1
+    assert jobs["train_ecdp_stage1"] == 3 and jobs["train_ecdp_stage2"] == 3
+    assert jobs["super_resolve"] == 3 and "train_srdiff" not in jobs
+
+
+# The default run (config.yaml): three training seeds of every trained model, one sample seed
+# each, SR3 and SR3++ not run (their rows say so), Table 3 timing the three rows it runs.
+DEFAULT_JOBS = {**_COMMON, "train_rrdb": 3 * 2, "train_ecdp_stage1": 3 * 3,
+                "train_ecdp_stage2": 3 * 6, "train_srdiff": 3, "finetune_iq": 3,
+                "super_resolve": 3 * 10 + 1, "evaluate": 11, "timing": 3, "aggregate_timing": 1,
+                "table": 4, "crop_grid": 1, "figure5": 1, "figure8": 1, "quality_vs_cost": 1}
+
+
+def test_default_run_trains_three_replicates_of_every_trained_model(tmp_path):
+    out = snakemake(tmp_path, "-n", "all").stdout
+    assert job_stats(out) == DEFAULT_JOBS
+    models = set(re.findall(r"models/([\w.+-]+)/seed(\d+)/model\.pt", out))
+    names = {name for name, _ in models}
+    assert names == {"rrdb", "srdiff-rrdb", "srdiff", "srdiff++", "ecdp-stage1-hybrid",
+                     "ecdp-stage1-eps", "ecdp-stage1-x0", "ecdp", "ecdp-k0.5", "ecdp-k2",
+                     "ecdp-eps", "ecdp-x0", "ecdp-iq-sde"}
+    assert models == {(name, str(s)) for name in names for s in range(3)}
 
 
 def test_iq_not_available_for_a_method_is_rejected(tmp_path):

@@ -45,10 +45,13 @@ def main(argv=None) -> int:
     p.add_argument("results", type=Path, help="a run's results/<dataset>/x<scale> folder")
     p.add_argument("--tables", nargs="+", default=["table1", "table3", "table5", "table7"])
     p.add_argument("--run-commit", required=True, help="the commit the run was made at")
+    p.add_argument("--rendered-commit", help="the commit whose code wrote the tables (default: "
+                   "this checkout's HEAD, for tables re-rendered here)")
     p.add_argument("--readme", type=Path, default=Path(__file__).parents[1] / "README.md")
     args = p.parse_args(argv)
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=args.readme.parent).stdout.strip() or "unknown"
+    head = args.rendered_commit or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=args.readme.parent).stdout.strip() or "unknown"
     section = generated(args.results, args.tables, args.run_commit, head)
     args.readme.write_text(replace_section(args.readme.read_text(), section))
     print(f"{args.readme}: results section from {args.results} ({', '.join(args.tables)})")

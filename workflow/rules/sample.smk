@@ -9,7 +9,7 @@ rule super_resolve:
     params:
         method=lambda w: method_of(w.experiment),
         sampling=lambda w: sampling_of(w.experiment),
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         device=EVAL_DEVICE,
     conda:

@@ -11,7 +11,7 @@ rule train_rrdb:
         net=lambda w: {k: v for k, v in RRDBNETS[w.rrdb].items() if k != "recipe"},
         cfg=lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]],
         seed=lambda w: int(w.tseed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         gpu=TRAIN_GPUS,
         device=TRAIN_DEVICE,
@@ -39,7 +39,7 @@ rule train_ecdp_stage1:
         },
         cfg=config["training"]["stage1"],
         seed=lambda w: int(w.tseed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         gpu=TRAIN_GPUS,
         device=TRAIN_DEVICE,
@@ -70,7 +70,7 @@ rule train_ecdp_stage2:
         },
         k=lambda w: EXPERIMENTS[w.experiment].get("k"),
         seed=lambda w: int(w.tseed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         gpu=TRAIN_GPUS,
         device=TRAIN_DEVICE,
@@ -92,7 +92,7 @@ rule train_srdiff:
         net={k: v for k, v in config["baselines"]["srdiff"].items() if k != "encoder"},
         cfg=config["training"]["srdiff"],
         seed=lambda w: int(w.tseed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         gpu=TRAIN_GPUS,
         device=TRAIN_DEVICE,
@@ -113,7 +113,7 @@ rule train_sr3:
         sr3=config["baselines"]["sr3"],
         cfg=config["training"]["sr3"],
         seed=lambda w: int(w.tseed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         gpu=TRAIN_GPUS,
         device=TRAIN_DEVICE,
@@ -138,7 +138,7 @@ rule finetune_iq:
         kind=lambda w: EXPERIMENTS[w.experiment]["method"],
         cfg=config["training"]["plusplus"],
         seed=lambda w: int(w.tseed),
-    threads: workflow.cores
+    threads: JOB_THREADS
     resources:
         gpu=TRAIN_GPUS,
         device=TRAIN_DEVICE,

@@ -5,7 +5,7 @@ import pandas as pd
 import yaml
 
 from ecdp.logs import logged
-from ecdp.tables import build_table, describe, timing_extra, write_table
+from ecdp.tables import build_table, describe, orderings, timing_extra, write_table
 
 
 def main(*, summary: str, reference: str, output_stem: str, name: str, table: dict,
@@ -22,7 +22,7 @@ def main(*, summary: str, reference: str, output_stem: str, name: str, table: di
                        protocol=table["protocol"], extra=extra, reference_rows=reference_rows,
                        compare_to=compare_to)
     description = describe(summary, list(rows), table["metrics"], protocol=table["protocol"],
-                           timing=timing, compare_to=rows[compare_to])
+                           timing=timing, compare_to=rows[compare_to]) + orderings(long)
     title = f"{table.get('title') or name}: {dataset} x{scale}"
     if paper["caption"]:
         title += f", reproduced beside {paper['caption']}"
