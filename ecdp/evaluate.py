@@ -144,8 +144,9 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
 
     Columns per metric: ``_mean``; ``_train_std`` (std, ddof 1, of the training-seed means;
     NaN with one training seed); ``_sample_std`` (std, ddof 0, of the sample-seed means within
-    a training seed, averaged over training seeds; NaN with one sample seed); ``_std``, the spread the tables print: the
-    training-seed one when there are several, else the sample-seed one; ``_replicates``, the
+    a training seed, averaged over training seeds; NaN with one sample seed); ``_std``, the
+    spread the tables print: the training-seed one when there are several, else the sample-seed
+    one; ``_replicates``, the
     training-seed means joined by ";" (the tables' significance tests read them).
     """
     keys = ["experiment", "protocol_name"]

@@ -15,8 +15,8 @@ import pandas as pd
 
 from .data.io import atomic_write_text
 
-__all__ = ["METRIC_FORMATS", "build_table", "describe", "orderings", "timing_extra",
-           "write_table"]
+__all__ = ["METRIC_FORMATS", "build_table", "describe", "orderings", "replicate_means", "timing_extra",
+           "welch_p", "write_table"]
 
 METRIC_FORMATS = {  # name: (header with its unit, decimals)
     "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑ (dB)", 2), "ssim": ("SSIM↑", 3),
@@ -92,8 +92,25 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
 QUALITY = ("lpips", "psnr", "ssim", "lr_psnr")
 
 
-def _replicates(text) -> list[float]:
+def replicate_means(text) -> list[float]:
+    """The training-seed means a summary's ``_replicates`` column joins by ";"."""
     return [float(v) for v in str(text).split(";") if v not in ("", "nan")]
+
+
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Welch's t-test between two sets of replicates; a one-sample test when one side has a
+    single (deterministic) value; NaN when neither has two, or the replicates are identical."""
+    from scipy import stats
+
+    with warnings.catch_warnings():  # identical replicates: scipy warns and returns NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if len(a) >= 2 and len(b) >= 2:
+            return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+        if len(a) >= 2 and len(b) == 1:
+            return float(stats.ttest_1samp(a, b[0]).pvalue)
+        if len(b) >= 2 and len(a) == 1:
+            return float(stats.ttest_1samp(b, a[0]).pvalue)
+    return float("nan")
 
 
 def mark_significance(long: pd.DataFrame, compare_to: str | None, *,
@@ -101,8 +118,6 @@ def mark_significance(long: pd.DataFrame, compare_to: str | None, *,
     """Each row's quality metrics against row ``compare_to`` over the training-seed
     replicates: Welch's t-test (one-sample against a row with a single, deterministic value);
     ``significance`` "*" (p < alpha), "≈" (within noise) or "" (fewer than 2 replicates)."""
-    from scipy import stats
-
     long = long.assign(significance="", p_value=float("nan"))
     if compare_to is None or compare_to not in set(long["experiment"]):
         return long
@@ -110,11 +125,9 @@ def mark_significance(long: pd.DataFrame, compare_to: str | None, *,
     for i, r in long.iterrows():
         if r["metric"] not in QUALITY or r["experiment"] == compare_to:
             continue
-        a, b = _replicates(r["replicates"]), _replicates(ref.get(r["metric"], ""))
-        with warnings.catch_warnings():  # identical replicates: p is NaN, no mark
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = _p_value(a, b, stats)
-        if p is not None and not math.isnan(p):
+        p = welch_p(replicate_means(r["replicates"]),
+                    replicate_means(ref.get(r["metric"], "")))
+        if not math.isnan(p):
             long.loc[i, "p_value"] = p
             long.loc[i, "significance"] = "*" if p < alpha else "≈"
     return long
@@ -124,35 +137,21 @@ def orderings(long: pd.DataFrame, *, alpha: float = 0.05) -> list[str]:
     """One line per quality metric: the rows best first, each neighbour pair joined by ">" when
     Welch's t-test over their training-seed replicates gives p < ``alpha``, else by "≈" (which
     orderings a reader may draw). Only rows with a value; none without replicates to test."""
-    from scipy import stats
-
     lines = []
     for metric in [m for m in dict.fromkeys(long["metric"]) if m in QUALITY]:
         rows = long[(long["metric"] == metric) & long["reproduced"].notna()]
         rows = rows.sort_values("reproduced", ascending=metric == "lpips", kind="stable")
-        reps = [_replicates(r) for r in rows["replicates"]]
+        reps = [replicate_means(r) for r in rows["replicates"]]
         if len(rows) < 2 or max(len(r) for r in reps) < 2:
             continue
         text = rows["label"].iloc[0]
         for i in range(1, len(rows)):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                p = _p_value(reps[i - 1], reps[i], stats)
-            text += (" > " if p is not None and p < alpha else " ≈ ") + rows["label"].iloc[i]
+            p = welch_p(reps[i - 1], reps[i])  # NaN (untestable) joins by "≈"
+            text += (" > " if p < alpha else " ≈ ") + rows["label"].iloc[i]
         lines.append(f"Ordering by {METRIC_FORMATS[metric][0]}, best first (\">\": neighbours "
                      f"differ at p < {alpha:g}, Welch's t-test over training seeds; \"≈\": "
                      f"within noise): {text}.")
     return lines
-
-
-def _p_value(a: list[float], b: list[float], stats) -> float | None:
-    if len(a) >= 2 and len(b) >= 2:
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    if len(a) >= 2 and len(b) == 1:
-        return float(stats.ttest_1samp(a, b[0]).pvalue)
-    if len(b) >= 2 and len(a) == 1:
-        return float(stats.ttest_1samp(b, a[0]).pvalue)
-    return None
 
 
 def timing_extra(timing: pd.DataFrame) -> dict[str, dict]:
@@ -184,11 +183,12 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
         lines.append(f"Evaluated on {images} test images, region: {regions}.")
         if trains > 1:
             lines.append(
-                f"Values are means over images, {seeds} sample seed{'s' * (seeds > 1)} (stochastic methods) and "
+                f"Values are means over images, {seeds} sample seed{'s' * (seeds > 1)} "
+                f"(stochastic methods) and "
                 f"{trains} training seeds (trained methods); ± is the standard deviation (ddof "
                 f"1) over the training seeds of their means " + (
-                    "(the sample-seed spread is the CSV's reproduced_sample_std)." if seeds > 1 else
-                    "(one sample seed per model, evaluation.seeds 1: the sample-seed spread is not "
+                    "(the sample-seed spread is the CSV's reproduced_sample_std)." if seeds > 1
+                    else "(one sample seed per model, evaluation.seeds 1: the sample-seed spread is not "
                     "measured; it is part of the training-seed spread)."))
             if compare_to:
                 lines.append(

@@ -16,8 +16,7 @@ import torch
 
 from .rng import image_generator
 
-__all__ = ["time_method"]
-
+__all__ = ["cpu_name", "time_method"]
 
 
 def cpu_name() -> str:
@@ -31,6 +30,7 @@ def cpu_name() -> str:
     except OSError:
         pass
     return f"{name}, {os.cpu_count()} cores"
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":

@@ -193,9 +193,16 @@ def test_table_says_region_images_seeds_units_and_timing_device(tmp_path):
     assert timing_extra(cuda)["ecdp"]["peak_mib"] == 46.0
 
 
+def _tool(name: str):
+    """A script of tools/ imported as a module."""
+    import importlib
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+    return importlib.import_module(name)
+
+
 def test_readme_results_section_is_copied_from_a_runs_tables(tmp_path):
-    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
-    import update_readme
+    update_readme = _tool("update_readme")
 
     results = tmp_path / "results"
     (results / "tables").mkdir(parents=True)
@@ -289,8 +296,7 @@ def test_table_orderings_join_neighbours_by_significance():
 
 
 def test_job_minutes_sums_each_rules_jobs_from_a_snakemake_log(tmp_path):
-    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
-    import job_minutes
+    job_minutes = _tool("job_minutes")
 
     log = tmp_path / "run.snakemake.log"
     log.write_text("\n".join([
@@ -306,8 +312,7 @@ def test_job_minutes_sums_each_rules_jobs_from_a_snakemake_log(tmp_path):
 
 
 def test_compare_runs_checks_means_against_printed_spreads(tmp_path, capsys):
-    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "tools")))
-    import compare_runs
+    compare_runs = _tool("compare_runs")
     from ecdp.evaluate import summarize
 
     for run, means in (("a", {"e": [20.0, 21.0, 22.0], "f": [25.0, 25.1, 24.9]}),

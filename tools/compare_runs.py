@@ -13,21 +13,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
-METRICS = ("lpips", "psnr", "ssim", "lr_psnr")
-
-
-def _replicates(text) -> list[float]:
-    return [float(v) for v in str(text).split(";") if v and v != "nan"]
+from ecdp.tables import QUALITY, replicate_means, welch_p
 
 
 def compare(a: Path, b: Path, protocol: str = "paper") -> pd.DataFrame:
-    from scipy import stats
-
     def load(results: Path) -> pd.DataFrame:
         path = results / "metrics" / "summary.csv"
         if not path.exists():
@@ -38,24 +31,19 @@ def compare(a: Path, b: Path, protocol: str = "paper") -> pd.DataFrame:
     sa, sb = load(a), load(b)
     rows = []
     for experiment in [e for e in sa.index if e in sb.index]:
-        for m in METRICS:
-            ma, mb = sa.loc[experiment].get(f"{m}_mean"), sb.loc[experiment].get(f"{m}_mean")
-            if ma is None or mb is None or math.isnan(ma) or math.isnan(mb):
+        ra, rb = sa.loc[experiment], sb.loc[experiment]
+        for m in QUALITY:
+            ma, mb = ra.get(f"{m}_mean", math.nan), rb.get(f"{m}_mean", math.nan)
+            if math.isnan(ma) or math.isnan(mb):
                 continue
-            da, db = sa.loc[experiment][f"{m}_std"], sb.loc[experiment][f"{m}_std"]
-            ra = _replicates(sa.loc[experiment].get(f"{m}_replicates", ""))
-            rb = _replicates(sb.loc[experiment].get(f"{m}_replicates", ""))
-            p = float("nan")
-            if len(ra) >= 2 and len(rb) >= 2:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    p = float(stats.ttest_ind(ra, rb, equal_var=False).pvalue)
-            spread = max(da, db) if not (math.isnan(da) and math.isnan(db)) else float("nan")
+            spread = pd.Series([ra[f"{m}_std"], rb[f"{m}_std"]]).max()  # NaN when neither has one
             diff = abs(ma - mb)
-            rows.append({"experiment": experiment, "metric": m, "a_mean": ma, "a_std": da,
-                         "b_mean": mb, "b_std": db, "abs_diff": diff, "spread": spread,
+            rows.append({"experiment": experiment, "metric": m, "a_mean": ma,
+                         "a_std": ra[f"{m}_std"], "b_mean": mb, "b_std": rb[f"{m}_std"],
+                         "abs_diff": diff, "spread": spread,
                          "within": bool(diff == 0 or diff < spread),  # NaN spread: False
-                         "p_value": p})
+                         "p_value": welch_p(replicate_means(ra.get(f"{m}_replicates", "")),
+                                            replicate_means(rb.get(f"{m}_replicates", "")))})
     return pd.DataFrame(rows)
 
 
