@@ -146,8 +146,8 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     NaN with one training seed); ``_sample_std`` (std, ddof 0, of the sample-seed means within
     a training seed, averaged over training seeds; NaN with one sample seed); ``_std``, the
     spread the tables print: the training-seed one when there are several, else the sample-seed
-    one; ``_replicates``, the
-    training-seed means joined by ";" (the tables' significance tests read them).
+    one; ``_replicates``, the training-seed means joined by ";" (the tables' significance tests
+    read them).
     """
     keys = ["experiment", "protocol_name"]
     per_image = per_image.assign(train_seed=per_image.get("train_seed", pd.Series(

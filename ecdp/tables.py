@@ -15,8 +15,8 @@ import pandas as pd
 
 from .data.io import atomic_write_text
 
-__all__ = ["METRIC_FORMATS", "build_table", "describe", "orderings", "replicate_means", "timing_extra",
-           "welch_p", "write_table"]
+__all__ = ["METRIC_FORMATS", "QUALITY", "build_table", "describe", "orderings",
+           "replicate_means", "timing_extra", "welch_p", "write_table"]
 
 METRIC_FORMATS = {  # name: (header with its unit, decimals)
     "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑ (dB)", 2), "ssim": ("SSIM↑", 3),
@@ -184,12 +184,11 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
         if trains > 1:
             lines.append(
                 f"Values are means over images, {seeds} sample seed{'s' * (seeds > 1)} "
-                f"(stochastic methods) and "
-                f"{trains} training seeds (trained methods); ± is the standard deviation (ddof "
-                f"1) over the training seeds of their means " + (
+                f"(stochastic methods) and {trains} training seeds (trained methods); ± is the "
+                f"standard deviation (ddof 1) over the training seeds of their means " + (
                     "(the sample-seed spread is the CSV's reproduced_sample_std)." if seeds > 1
-                    else "(one sample seed per model, evaluation.seeds 1: the sample-seed spread is not "
-                    "measured; it is part of the training-seed spread)."))
+                    else "(one sample seed per model, evaluation.seeds 1: the sample-seed spread "
+                    "is not measured; it is part of the training-seed spread)."))
             if compare_to:
                 lines.append(
                     f"* differs from {compare_to} at p < 0.05, ≈ does not (Welch's t-test over "

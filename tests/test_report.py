@@ -326,4 +326,5 @@ def test_compare_runs_checks_means_against_printed_spreads(tmp_path, capsys):
     assert f["p_value"] < 0.01 < e["p_value"]
     assert df.loc[("e", "ssim"), "within"]  # identical deterministic values
     compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")])
-    assert "| e | psnr | 21.05 ± 1.00 | 21.55 ± 1.00 | 0.50 | 1.00 | yes |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| e | psnr | 21.05 ± 1.00 | 21.55 ± 1.00 | 0.50 | 1.00 | yes |" in out

@@ -24,7 +24,8 @@ def compare(a: Path, b: Path, protocol: str = "paper") -> pd.DataFrame:
     def load(results: Path) -> pd.DataFrame:
         path = results / "metrics" / "summary.csv"
         if not path.exists():
-            raise SystemExit(f"{path}: not found (is {results} a results/<dataset>/x<scale> folder?)")
+            raise SystemExit(f"{path}: not found (is {results} a results/<dataset>/x<scale> "
+                             "folder?)")
         s = pd.read_csv(path)
         return s[s["protocol_name"] == protocol].set_index("experiment")
 
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--protocol", default="paper")
     args = ap.parse_args(argv)
     df = compare(args.a, args.b, args.protocol)
-    print("| experiment | metric | run A | run B | abs. difference | larger spread | within | Welch p |")
+    print("| experiment | metric | run A | run B | abs. difference | larger spread | within "
+          "| Welch p |")
     print("|---|---|---|---|---|---|---|---|")
     for r in df.itertuples():
         dec = 3 if r.metric in ("lpips", "ssim") else 2

@@ -25,8 +25,8 @@ def generated(results: Path, tables: list[str], run_commit: str, rendered: str) 
     if timing.exists():
         t = pd.read_csv(timing).iloc[0]
         machine = f"{t['device']} ({t['device_name']}, {int(t['threads'])} threads)"
-    lines = [BEGIN, "", f"Run: `{Path(*results.parts[-3:])}` trained and evaluated at commit {run_commit}, tables "
-             f"rendered at {rendered}, on {machine}.", ""]
+    lines = [BEGIN, "", f"Run: `{Path(*results.parts[-3:])}` trained and evaluated at commit "
+             f"{run_commit}, tables rendered at {rendered}, on {machine}.", ""]
     for name in tables:
         md = (results / "tables" / f"{name}.md").read_text().strip().splitlines()
         lines += ["###" + md[0].lstrip("#"), *md[1:], ""]
