@@ -1,5 +1,5 @@
-"""Why the workflow runs two training / sampling jobs side by side (``JOB_THREADS`` in
-workflow/rules/common.smk): throughput of one job on every core against jobs of one thread each,
+"""Why the workflow's training and sampling jobs take one thread each (``JOB_THREADS`` in
+workflow/rules/resources.smk), side by side: throughput of one job on every core against jobs of one thread each,
 side by side, on the default run's ECDP network.
 
 Each worker is a fresh process (as a Snakemake job is) that builds the ECDP network of

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .resources import ASSUMED_ADAPTIVE_NFE
+
 
 def _prepare(args) -> None:
     from .data.datasets import prepare_dataset
@@ -142,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sample-steps", type=int, default=10,
                    help="probe sampling chains (SRDiff / SR3 steps, ECDP's solve, L_IQ's chain) "
                    "in at most this many network evaluations, scaled to theirs")
-    p.add_argument("--adaptive-nfe", type=int, default=87,
+    p.add_argument("--adaptive-nfe", type=int, default=ASSUMED_ADAPTIVE_NFE,
                    help="NFE to price an adaptive ECDP solve at, forward (probed with fixed "
                    "steps: probe weights make an adaptive NFE meaningless); default 87, what "
                    "the default CPU run's trained ECDP took with the released solve")

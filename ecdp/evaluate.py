@@ -77,6 +77,7 @@ def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os
         bar.update(len(batch))
     bar.close()
     manifest = {"method": method.name, "seed": seed, "device": str(device),
+                "threads": torch.get_num_threads(),
                 "pairs": str(pairs_manifest), "images": images,
                 "sampling": getattr(method, "sampling", None),
                 **getattr(method, "provenance", {})}
@@ -123,8 +124,16 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                     "weights": sr_manifest.get("weights", "none"),
                     "budget": sr_manifest.get("budget", "none"),
                     "params": sr_manifest.get("params", float("nan")),
+                    "sampled_on": sampled_on(sr_manifest),
                 })
     return pd.DataFrame(rows)
+
+
+def sampled_on(sr_manifest: dict) -> str:
+    """Where an SR manifest's images were made: device and CPU threads."""
+    threads = sr_manifest.get("threads")
+    return sr_manifest.get("device", "not recorded") + (
+        f", {threads} thread{'s' * (threads > 1)}" if threads else "")
 
 
 def region_of(pairs: dict, pair: dict) -> str:
@@ -164,7 +173,8 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     std = pd.DataFrame({f"{m}_std": train_std[f"{m}_train_std"].where(
         n_train > 1, sample_std[f"{m}_sample_std"]) for m in METRICS})
     replicates = by_exp.agg(lambda v: ";".join(f"{x:.6g}" for x in v)).add_suffix("_replicates")
-    described = [c for c in ("lpips_weights", "weights", "budget", "region") if c in per_image]
+    described = [c for c in ("lpips_weights", "weights", "budget", "region", "sampled_on")
+                 if c in per_image]
     first = per_image.groupby(keys, sort=False)[described].first()
     if "params" in per_image:
         mean["params_m_mean"] = per_image.groupby(keys, sort=False)["params"].first() / 1e6

@@ -29,14 +29,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
-__all__ = ["dag_jobs", "probe_plan", "format_plan", "test_pixels", "NOMINAL_TEST"]
+from .data.datasets import split_pixels
+from .resources import ASSUMED_ADAPTIVE_NFE
+
+__all__ = ["dag_jobs", "probe_plan", "format_plan", "test_pixels"]
 
 TRAINING_RULES = ("train_rrdb", "train_ecdp_stage1", "train_srdiff", "train_sr3",
                   "train_ecdp_stage2", "finetune_iq")
-# Test splits of the datasets the suite downloads, when they are not prepared here yet:
-# (images, HR pixels per image). DIV2K's 100 validation images are 2040 px on the long side,
-# 1356 px typical on the short; CelebA and ImageNet are resized squares (datasets.X.size).
-NOMINAL_TEST = {"div2k": (100, 2040 * 1356), "celeba": (19962, None), "imagenet": (50000, None)}
 
 
 def dag_jobs(*, snakefile, workdir, configfiles=(), config=None, targets=("all",), cores=None):
@@ -61,25 +60,10 @@ def dag_jobs(*, snakefile, workdir, configfiles=(), config=None, targets=("all",
 
 def test_pixels(config: dict, workdir) -> tuple[int, list[int]]:
     """(images, HR pixels of each) of the evaluation split: the prepared dataset when it is
-    here, else its nominal size (``NOMINAL_TEST``); evaluation.limit and crop applied."""
-    from PIL import Image
-
+    here, else its nominal size (``NOMINAL_SPLITS``); evaluation.limit and crop applied."""
     name, ev = config["dataset"], config["evaluation"]
-    size = config.get("datasets", {}).get(name, {}).get("size")
-    manifest = Path(workdir) / "resources" / "datasets" / name / "manifest.json"
-    if manifest.exists():
-        entries = json.loads(manifest.read_text())["splits"][ev["split"]]
-        pixels = [size * size if size else math.prod(Image.open(manifest.parent / e["path"]).size)
-                  for e in entries]
-    elif name == "sample-photos":
-        from .data.sample_photos import SPLITS, load_photo
-        pixels = [math.prod(load_photo(n).shape[:2]) for n in SPLITS[ev["split"]]]
-    elif name in NOMINAL_TEST:
-        count, each = NOMINAL_TEST[name]
-        pixels = [each or size * size] * count
-    else:
-        raise ValueError(f"dataset {name!r} is not prepared here ({manifest}): prepare it "
-                         f"first (ecdp prepare-dataset) so the plan knows its image sizes")
+    pixels = split_pixels(name, ev["split"], root=Path(workdir) / "resources" / "datasets" / name,
+                          options=config.get("datasets", {}).get(name, {}))
     pixels = pixels[: ev.get("limit") or None]
     if ev.get("crop"):
         pixels = [min(p, ev["crop"] ** 2) for p in pixels]
@@ -126,7 +110,7 @@ def _key(job) -> str:
 
 def probe_plan(jobs, config: dict, *, workdir, probe_dir=None, steps: int = 3,
                max_batch: int | None = None, max_patch: int | None = None, lr_size: int = 16,
-               max_sample_steps: int = 10, adaptive_nfe: int = 87,
+               max_sample_steps: int = 10, adaptive_nfe: int = ASSUMED_ADAPTIVE_NFE,
                log=print) -> dict:
     """Probe ``jobs`` (from ``dag_jobs``) and project each onto the configured run. Returns
     {"jobs": [{rule, name, count, hours, detail}], "untimed": {rule: count}, "assumptions"}."""

@@ -35,8 +35,13 @@ __all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdb
 
 
 def budget_text(history: dict, cfg: dict, device: str, prefix: str = "") -> str:
+    """Steps, batch, patch, where (device, processes, threads each: a thread count changes a
+    CPU training's floating-point sums, so its bits) and the hours it took."""
     hours = sum(h.get("seconds", 0.0) for h in history["train"]) / 3600
-    text = (f"{cfg['steps']} it x {cfg['batch_size']} @ {cfg['patch_size']}px on {device} "
+    processes, threads = world()[1], torch.get_num_threads()
+    where = (f"{device}" + (f" x{processes} processes" if processes > 1 else "")
+             + f", {threads} thread{'s' * (threads > 1)}" + (" each" if processes > 1 else ""))
+    text = (f"{cfg['steps']} it x {cfg['batch_size']} @ {cfg['patch_size']}px on {where} "
             f"({hours:.3f} h)")
     return f"{prefix} + {text}" if prefix else text
 
@@ -51,17 +56,22 @@ def rank_share(batch_size: int, rank: int, size: int) -> int:
 
 
 def patch_batches(sampler: PatchSampler, cfg: dict, seed: int, device, draw=None):
-    """``batches(step)`` for ``train_loop``: (lr, hr, *draw(hr, generator)) of this rank's share
-    of ``cfg["batch_size"]``, every random number from the step's generator; tensors are moved
-    to ``device``, anything else (a generator for later noise) is passed as is."""
+    """``batches(step)`` for ``train_loop``: this rank's share of the step's batch (lr, hr,
+    *draw(hr, generator)) of ``cfg["batch_size"]``. The whole batch is drawn from the step's
+    generator and sliced, so every number of processes (``training.gpus``) trains on the same
+    samples: a torchrun run differs from a one-process one only in floating-point rounding.
+    Tensors are moved to ``device``; anything else (a generator for later noise) is passed on."""
     rank, size = world()
-    per_rank = rank_share(cfg["batch_size"], rank, size)
+    shares = [rank_share(cfg["batch_size"], r, size) for r in range(size)]
+    start = sum(shares[:rank])
+    mine = slice(start, start + shares[rank])
 
     def batch(step: int):
-        g = batch_generator(seed, rank, step)
-        lr, hr = sampler.sample(per_rank, g)
+        g = batch_generator(seed, 0, step)
+        lr, hr = sampler.sample(cfg["batch_size"], g)
         extra = draw(hr, g) if draw is not None else ()
-        return tuple(x.to(device) if torch.is_tensor(x) else x for x in (lr, hr, *extra))
+        return tuple(x[mine].to(device) if torch.is_tensor(x) else x
+                     for x in (lr, hr, *extra))
 
     return batch
 
@@ -133,7 +143,8 @@ def save_result(out, result, meta) -> None:
     recorded as such, when the recipe keeps no EMA). The training state goes once the
     checkpoint is on disk: a forced or param-triggered re-run trains again."""
     if world()[0] == 0:
-        meta = {**meta, "ema": result["ema"] is not None}
+        meta = {**meta, "ema": result["ema"] is not None, "threads": torch.get_num_threads(),
+                "processes": world()[1]}
         save_checkpoint(out, step=result["step"], meta=meta,
                         state={k: v.cpu() for k, v in result["model"].state_dict().items()},
                         ema={k: v.cpu() for k, v in averaged(result).state_dict().items()})

@@ -181,6 +181,9 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
         seeds = max(int(n) for n in rows["n_seeds"])
         trains = max(int(n) for n in rows["n_train_seeds"]) if "n_train_seeds" in rows else 1
         lines.append(f"Evaluated on {images} test images, region: {regions}.")
+        if "sampled_on" in rows:
+            places = "; ".join(str(p) for p in dict.fromkeys(rows["sampled_on"].dropna()))
+            lines.append(f"Sampled on {places or 'not recorded'} (per job).")
         if trains > 1:
             lines.append(
                 f"Values are means over images, {seeds} sample seed{'s' * (seeds > 1)} "

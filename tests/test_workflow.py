@@ -258,16 +258,6 @@ def test_readme_snakemake_commands_plan(tmp_path):
             assert "Nothing to be done" in out or "Job stats:" in out, command
 
 
-def test_slurm_profile_gives_each_job_its_threads():
-    """cpus_per_task: 2 for every job gave the 8-thread trainings 2 CPUs; without it the SLURM
-    executor asks for each job's threads (set-threads)."""
-    import yaml
-
-    profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
-    assert "cpus_per_task" not in profile["default-resources"]
-    assert profile["set-threads"]["train_ecdp_stage1"] == 8
-
-
 @pytest.mark.slow
 def test_own_images_are_evaluated_with_trained_checkpoints(smoke_run, tmp_path):
     """dataset: folder (test images only) plus checkpoints trained by another run: sampling,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from importlib import resources as importlib_resources
 from pathlib import Path
@@ -29,7 +30,8 @@ from .download import download, extract
 from .io import (IMAGE_SUFFIXES, list_images, read_image, sha256_file, verify_checksum,
                  write_json, write_png)
 
-__all__ = ["DATASETS", "prepare_dataset", "load_manifest", "load_hr", "split_entries"]
+__all__ = ["DATASETS", "NOMINAL_SPLITS", "prepare_dataset", "load_manifest", "load_hr",
+           "split_entries", "split_pixels"]
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -165,6 +167,54 @@ DATASETS = {
     "imagenet": _prepare_imagenet,
     "folder": _prepare_folder,
 }
+
+
+# What each split of a public dataset holds before it is prepared here: (images, HR pixels of
+# each; None: the dataset's ``size`` squared). DIV2K's and Flickr2K's 2K images are 2040 px on
+# the long side, 1356 typical on the short; CelebA and ImageNet are resized squares.
+_DIV2K_PIXELS = 2040 * 1356
+NOMINAL_SPLITS = {
+    "div2k": {"train": (800, _DIV2K_PIXELS), "val": (10, _DIV2K_PIXELS),
+              "test": (100, _DIV2K_PIXELS)},
+    "flickr2k": {"train": (2650, _DIV2K_PIXELS)},
+    "celeba": {"train": (162770, None), "val": (19867, None), "test": (19962, None)},
+    "imagenet": {"train": (1281167, None), "test": (50000, None)},
+}
+
+
+def split_pixels(name: str, split: str, *, root: str | os.PathLike | None = None,
+                 options: dict | None = None) -> list[int]:
+    """HR pixels of every image of a split (after the dataset's transform): read from the
+    prepared dataset under ``root`` when it is there, else ``NOMINAL_SPLITS`` (DIV2K with
+    ``flickr2k: true`` adds Flickr2K's training images). ``options``: ``datasets.<name>``."""
+    from PIL import Image
+
+    options = options or {}
+    manifest = Path(root) / MANIFEST if root is not None else None
+    if manifest is not None and manifest.exists():
+        data = json.loads(manifest.read_text())
+        size = (data.get("transform") or {}).get("size")
+        return [size * size if size else math.prod(Image.open(manifest.parent / e["path"]).size)
+                for e in data["splits"].get(split, [])]
+    if name == "sample-photos":
+        return [math.prod(sample_photos.load_photo(n).shape[:2])
+                for n in sample_photos.SPLITS.get(split, ())]
+    if name == "folder":  # test images only; none until datasets.folder.path is set
+        folder = Path(options.get("path") or "").expanduser()
+        if split != "test" or not options.get("path") or not folder.is_dir():
+            return []
+        return [math.prod(Image.open(p).size) for p in list_images(folder)]
+    if name not in NOMINAL_SPLITS:
+        raise ValueError(f"dataset {name!r} is not prepared here ({manifest}): prepare it first "
+                         f"(ecdp prepare-dataset) so its image sizes are known")
+    parts = [NOMINAL_SPLITS[name]]
+    if name == "div2k" and split == "train" and options.get("flickr2k", True):
+        parts.append(NOMINAL_SPLITS["flickr2k"])
+    pixels = []
+    for part in parts:
+        count, each = part.get(split, (0, None))
+        pixels += [each or options.get("size", 256) ** 2] * count
+    return pixels
 
 
 def prepare_dataset(name: str, root: str | os.PathLike, **options) -> dict:

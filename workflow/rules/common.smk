@@ -225,18 +225,6 @@ def all_targets():
     return tables + figure_targets()
 
 
-# Runtime settings reach the scripts as resources, never as params: changing them re-runs nothing.
-# Training and sampling jobs take half the cores, so two run side by side: on the 2-core CPU two
-# one-thread jobs did 1.8x the training steps and 1.4x the network evaluations per second of one
-# two-thread job (benchmarks/job_threads.py), and each job's start-up (about 8 s of imports) overlaps
-# the other's work. Jobs that time (timing, sampling_study) take every core, so they run alone.
-# Override with --set-threads NAME=N per rule, or -j 1 for one job at a time (one local GPU).
-JOB_THREADS = max(1, workflow.cores // 2)
-TRAIN_GPUS = config["training"]["gpus"]
-TRAIN_DEVICE = config["training"]["device"]
-EVAL_DEVICE = config["evaluation"]["device"]
-
-
 def finetuned(method):
     """Experiments of this method that fine-tune a model with L_IQ (ECDP stage 2, the ++ runs)."""
     return [

@@ -9,6 +9,8 @@ rule evaluate:
         "logs/evaluate/{dataset}_x{scale}_{experiment}.log",
     params:
         protocols=config["evaluation"]["protocols"],
+    resources:
+        **LIGHT,
     conda:
         "../envs/ecdp.yaml"
     script:

@@ -15,6 +15,8 @@ rule figure5:
         names=PARAMETRIZATIONS,
         levels=config["figures"]["noise_levels"],
         seed=config["training"]["seed"],
+    resources:
+        **LIGHT,
     conda:
         "../envs/ecdp.yaml"
     script:

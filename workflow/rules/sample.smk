@@ -11,7 +11,7 @@ rule super_resolve:
         sampling=lambda w: sampling_of(w.experiment),
     threads: JOB_THREADS
     resources:
-        device=EVAL_DEVICE,
+        **sampling_resources(),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -32,9 +32,10 @@ rule timing:
         method=lambda w: method_of(w.experiment),
         sampling=lambda w: sampling_of(w.experiment),
         timing=config["evaluation"]["timing"],
-    threads: workflow.cores
+    threads: every_core
     resources:
-        device=EVAL_DEVICE,
+        **sampling_resources(runs=sum(config["evaluation"]["timing"][k]
+                                      for k in ("warmup", "repeats")), images=1),
     conda:
         "../envs/ecdp.yaml"
     script:

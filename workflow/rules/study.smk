@@ -21,9 +21,10 @@ rule sampling_study_run:
         sampling=lambda w: sampling_of(w.experiment),
         study={k: v for k, v in STUDY.items() if k != "experiments"},
         scale=SCALE,
-    threads: workflow.cores
+    threads: every_core
     resources:
-        device=EVAL_DEVICE,
+        **sampling_resources(runs=1 + len(STUDY["tolerances"])
+                             + len(STUDY["solvers"]) * len(STUDY["nfe"]), images=STUDY["limit"]),
     conda:
         "../envs/ecdp.yaml"
     script:

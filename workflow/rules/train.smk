@@ -11,10 +11,12 @@ rule train_rrdb:
         net=lambda w: {k: v for k, v in RRDBNETS[w.rrdb].items() if k != "recipe"},
         cfg=lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]],
         seed=lambda w: int(w.tseed),
-    threads: JOB_THREADS
+    threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        gpu=TRAIN_GPUS,
-        device=TRAIN_DEVICE,
+        **training_resources(
+            lambda w: ("rrdbnet", rrdbnet_config(RRDBNETS[w.rrdb]["variant"],
+                                                 RRDBNETS[w.rrdb]["size"])),
+            lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]]),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -39,10 +41,10 @@ rule train_ecdp_stage1:
         },
         cfg=config["training"]["stage1"],
         seed=lambda w: int(w.tseed),
-    threads: JOB_THREADS
+    threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        gpu=TRAIN_GPUS,
-        device=TRAIN_DEVICE,
+        **training_resources(lambda w: ("ecdp", ecdp_network()),
+                             lambda w: config["training"]["stage1"]),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -70,10 +72,11 @@ rule train_ecdp_stage2:
         },
         k=lambda w: EXPERIMENTS[w.experiment].get("k"),
         seed=lambda w: int(w.tseed),
-    threads: JOB_THREADS
+    threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        gpu=TRAIN_GPUS,
-        device=TRAIN_DEVICE,
+        **training_resources(lambda w: ("ecdp", ecdp_network()),
+                             lambda w: config["training"]["stage2"],
+                             chain=lambda w: iq_chain(w.experiment)),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -92,10 +95,10 @@ rule train_srdiff:
         net={k: v for k, v in config["baselines"]["srdiff"].items() if k != "encoder"},
         cfg=config["training"]["srdiff"],
         seed=lambda w: int(w.tseed),
-    threads: JOB_THREADS
+    threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        gpu=TRAIN_GPUS,
-        device=TRAIN_DEVICE,
+        **training_resources(lambda w: ("srdiff", srdiff_network()),
+                             lambda w: config["training"]["srdiff"]),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -113,10 +116,10 @@ rule train_sr3:
         sr3=config["baselines"]["sr3"],
         cfg=config["training"]["sr3"],
         seed=lambda w: int(w.tseed),
-    threads: JOB_THREADS
+    threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        gpu=TRAIN_GPUS,
-        device=TRAIN_DEVICE,
+        **training_resources(lambda w: ("sr3", config["baselines"]["sr3"]),
+                             lambda w: config["training"]["sr3"]),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -138,10 +141,11 @@ rule finetune_iq:
         kind=lambda w: EXPERIMENTS[w.experiment]["method"],
         cfg=config["training"]["plusplus"],
         seed=lambda w: int(w.tseed),
-    threads: JOB_THREADS
+    threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        gpu=TRAIN_GPUS,
-        device=TRAIN_DEVICE,
+        **training_resources(lambda w: network_of(EXPERIMENTS[w.experiment]["method"]),
+                             lambda w: config["training"]["plusplus"],
+                             chain=lambda w: iq_chain(w.experiment)),
     conda:
         "../envs/ecdp.yaml"
     script:

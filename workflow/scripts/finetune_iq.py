@@ -22,9 +22,9 @@ def main(*, dataset_manifest: str, base: str, weights: str, output: str, kind: s
 
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
-        if not torchrun_workers(snakemake.resources.gpu):
+        if not torchrun_workers(snakemake.resources.processes):
             main(dataset_manifest=snakemake.input.dataset, base=snakemake.input.base,
                  weights=snakemake.input.weights, output=snakemake.output[0],
                  kind=snakemake.params.kind, cfg=dict(snakemake.params.cfg),
                  seed=snakemake.params.seed, device=snakemake.resources.device,
-                 threads=snakemake.threads)
+                 threads=snakemake.threads // snakemake.resources.processes)

@@ -29,11 +29,11 @@ def main(*, dataset_manifest: str, output: str, scale: int, cfg: dict, seed: int
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
         stage2 = "stage1" in snakemake.input.keys()
-        if not torchrun_workers(snakemake.resources.gpu):
+        if not torchrun_workers(snakemake.resources.processes):
             main(dataset_manifest=snakemake.input.dataset, output=snakemake.output[0],
                  scale=int(snakemake.wildcards.scale), cfg=dict(snakemake.params.cfg),
                  seed=snakemake.params.seed, device=snakemake.resources.device,
-                 threads=snakemake.threads,
+                 threads=snakemake.threads // snakemake.resources.processes,
                  rrdb=None if stage2 else snakemake.input.rrdb,
                  model=None if stage2 else dict(snakemake.params.model),
                  stage1=snakemake.input.stage1 if stage2 else None,

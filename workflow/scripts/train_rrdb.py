@@ -21,8 +21,9 @@ def main(*, dataset_manifest: str, output: str, scale: int, net: dict, cfg: dict
 
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
-        if not torchrun_workers(snakemake.resources.gpu):
+        if not torchrun_workers(snakemake.resources.processes):
             main(dataset_manifest=snakemake.input[0], output=snakemake.output[0],
                  scale=int(snakemake.wildcards.scale), net=dict(snakemake.params.net),
                  cfg=dict(snakemake.params.cfg), seed=snakemake.params.seed,
-                 device=snakemake.resources.device, threads=snakemake.threads)
+                 device=snakemake.resources.device,
+                 threads=snakemake.threads // snakemake.resources.processes)

@@ -23,8 +23,9 @@ def main(*, dataset_manifest: str, output: str, scale: int, sr3: dict, cfg: dict
 
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
-        if not torchrun_workers(snakemake.resources.gpu):
+        if not torchrun_workers(snakemake.resources.processes):
             main(dataset_manifest=snakemake.input.dataset, output=snakemake.output[0],
                  scale=int(snakemake.wildcards.scale), sr3=dict(snakemake.params.sr3),
                  cfg=dict(snakemake.params.cfg), seed=snakemake.params.seed,
-                 device=snakemake.resources.device, threads=snakemake.threads)
+                 device=snakemake.resources.device,
+                 threads=snakemake.threads // snakemake.resources.processes)
