@@ -85,11 +85,20 @@ def _plan(args) -> None:
     if not jobs:
         print("Nothing to be done: every target is up to date.")
         return
-    plan = probe_plan(jobs, cfg, workdir=args.directory, probe_dir=args.probe_dir,
-                      steps=args.steps, max_batch=args.max_batch, max_patch=args.max_patch,
-                      lr_size=args.lr_size, max_sample_steps=args.max_sample_steps,
-                      adaptive_nfe=args.adaptive_nfe)
-    print(format_plan(plan))
+    plan = {}
+    if not args.memory_only:
+        plan = probe_plan(jobs, cfg, workdir=args.directory, probe_dir=args.probe_dir,
+                          steps=args.steps, max_batch=args.max_batch, max_patch=args.max_patch,
+                          lr_size=args.lr_size, max_sample_steps=args.max_sample_steps,
+                          adaptive_nfe=args.adaptive_nfe)
+        print(format_plan(plan), end="\n\n")
+    from baselines import costs
+
+    from .memory import format_memory, memory_plan
+
+    plan["memory"] = memory_plan(jobs, cfg, args.directory, costs=costs,
+                                 device_gib=args.device_memory)
+    print(format_memory(plan["memory"]))
     if args.json:
         Path(args.json).write_text(json.dumps(plan, indent=1))
 
@@ -150,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the default CPU run's trained ECDP took with the released solve")
     p.add_argument("--probe-dir", default=None, help="keep the probes here (default: a "
                    "temporary folder, removed)")
+    p.add_argument("--device-memory", type=float, default=80.0,
+                   help="GiB of the GPU the jobs will run on: jobs whose planned peak exceeds it "
+                   "are flagged, and sampling jobs get the LR tile that fits (default 80)")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only the memory plan (no probes: seconds, not minutes)")
     p.add_argument("--json", default=None, help="also write the plan as JSON")
     p.set_defaults(func=_plan)
     return parser

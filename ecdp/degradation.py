@@ -6,6 +6,8 @@ LR-PSNR, so every number in the suite sees the same kernel.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from pyiqa.matlab_utils import imresize as _matlab_imresize
@@ -29,12 +31,25 @@ def imresize(x: torch.Tensor, scale: float) -> torch.Tensor:
         raise ValueError(f"scale must be positive, got {scale}")
     lead = x.shape[:-2]
     flat = x.reshape(-1, 1, *x.shape[-2:])
+    if _shape_only(x):  # cost accounting on data-less tensors: same shape, same memory
+        size = [math.ceil(n * scale) for n in x.shape[-2:]]
+        return torch.nn.functional.interpolate(flat, size=size, mode="bicubic").reshape(
+            *lead, *size)
     try:
         out = _matlab_imresize(flat, scale=scale, antialiasing=True)
     except IndexError as err:  # the kernel's mirror padding is wider than the image
         raise ValueError(f"image of size {tuple(x.shape[-2:])} is too small to resize by "
                          f"{scale}: each side needs at least {_min_side(scale)} pixels") from err
     return out.reshape(*lead, *out.shape[-2:])
+
+
+def _shape_only(x: torch.Tensor) -> bool:
+    """A tensor without data (the meta device, or PyTorch's fake tensors), as the FLOP and
+    memory accounting of ``baselines.costs`` uses: MATLAB's resize computes its kernel from
+    the data it indexes, so such tensors get a bicubic interpolation of the same shape."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return x.device.type == "meta" or isinstance(x, FakeTensor)
 
 
 def _min_side(scale: float) -> int:

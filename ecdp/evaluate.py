@@ -80,6 +80,7 @@ def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os
                 "threads": torch.get_num_threads(),
                 "pairs": str(pairs_manifest), "images": images,
                 "sampling": getattr(method, "sampling", None),
+                "tiling": getattr(method, "tiling", None),
                 **getattr(method, "provenance", {})}
     write_json(out.with_suffix(".json"), manifest)
     return manifest
@@ -119,7 +120,8 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                     "lr_psnr": lr_psnr(sr, lr, scale=scale, protocol=protocol).item(),
                     "seconds": info["seconds"], "nfe": info["nfe"],
                     **protocol.columns(), "lpips_weights": lpips_status,
-                    "scale": scale, "region": region_of(pairs, pair),
+                    "scale": scale,
+                    "region": region_of(pairs, pair, sr_manifest.get("tiling")),
                     "lr_sha256": pair["lr_sha256"],
                     "weights": sr_manifest.get("weights", "none"),
                     "budget": sr_manifest.get("budget", "none"),
@@ -136,12 +138,17 @@ def sampled_on(sr_manifest: dict) -> str:
         f", {threads} thread{'s' * (threads > 1)}" if threads else "")
 
 
-def region_of(pairs: dict, pair: dict) -> str:
-    """What part of the test image a pair holds: the whole image, or the central crop."""
+def region_of(pairs: dict, pair: dict, tiling: dict | None = None) -> str:
+    """What part of the test image a pair holds (the whole image, or the central crop) and
+    whether it was sampled in tiles."""
     h, w = pair["hr_size"]
     if pairs.get("crop"):
-        return f"central {h}x{w} HR crop (evaluation.crop {pairs['crop']})"
-    return f"full image ({h}x{w} HR)"
+        region = f"central {h}x{w} HR crop (evaluation.crop {pairs['crop']})"
+    else:
+        region = f"full image ({h}x{w} HR)"
+    if tiling:
+        region += f", sampled in LR tiles of {tiling['tile']} px, overlap {tiling['overlap']} px"
+    return region
 
 
 METRICS = ("lpips", "psnr", "ssim", "lr_psnr", "seconds", "nfe")

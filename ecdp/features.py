@@ -46,7 +46,9 @@ def load_vgg_features(weights_entry: dict, *, allow_random: bool,
     """The feature extractor and its provenance ("vgg19 sha256 ..." or "random (seed N): why")."""
     if weights_entry.get("status") == "ok":
         state = torch.load(weights_entry["path"], map_location="cpu", weights_only=True)
-        return VGGFeatures(state), f"vgg19 sha256 {weights_entry['sha256'][:12]}"
+        from .weights import describe_weights
+
+        return VGGFeatures(state), describe_weights("vgg19", weights_entry)
     reason = weights_entry.get("reason", "no VGG19 weights")
     if not allow_random:
         raise FileNotFoundError(f"VGG19 weights unavailable ({reason}); obtain them with the "

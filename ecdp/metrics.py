@@ -170,7 +170,9 @@ def load_lpips(weights_entry: dict) -> tuple[LPIPS | None, str]:
     if weights_entry.get("status") != "ok":
         return None, f"unavailable: {weights_entry.get('reason', 'no AlexNet weights')}"
     state = torch.load(weights_entry["path"], map_location="cpu", weights_only=True)
-    return LPIPS(state), f"alexnet sha256 {weights_entry['sha256'][:12]}"
+    from .weights import describe_weights
+
+    return LPIPS(state), describe_weights("alexnet", weights_entry)
 
 
 def lpips_distance(model: LPIPS, sr: torch.Tensor, hr: torch.Tensor, *,

@@ -179,16 +179,20 @@ def choose_k(model: ECDP, val: PatchSampler, *, seed: int, batches: int = 2,
     return select_k(heads, torch.logspace(-2, 2, 17))
 
 
-def _validator(val: PatchSampler, *, seed: int, batch_size: int = 4):
-    """PSNR of probability-flow samples on fixed validation patches (Figure 8's curve)."""
+def _validator(val: PatchSampler, *, seed: int, sample: dict | None = None,
+               batch_size: int = 4):
+    """PSNR of probability-flow samples on fixed validation patches (Figure 8's curve);
+    ``sample``: the solver spec (``{}`` or None: the released solve)."""
     g = make_generator("validation", seed)
     lr, hr = val.sample(batch_size, g)
+    solver = make_solver(sample or None)
 
     def validate(model: ECDP) -> dict:
         model.eval()
         device = next(model.parameters()).device
         with torch.no_grad():
-            sr, nfe = model.sample(lr.to(device), generator=make_generator("val-noise", seed))
+            sr, nfe = model.sample(lr.to(device), solver=solver,
+                                   generator=make_generator("val-noise", seed))
         return {"psnr": float(psnr(sr.clamp(0, 1).cpu(), hr, protocol=PAPER).mean()), "nfe": nfe}
 
     return validate
@@ -217,8 +221,8 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
                  groups=[(model.unet.parameters(), cfg["lr"]),
                          (model.encoder.parameters(), cfg["lr_encoder"])], cfg=cfg,
                  batches=patch_batches(train, cfg, seed, device, draw_sm_noise), out=out,
-                 validate=_validator(val, seed=seed), progress=progress,
-                 desc=f"ecdp stage 1 ({model_cfg['parametrization']})",
+                 validate=_validator(val, seed=seed, sample=cfg.get("validate_sample")),
+                 progress=progress, desc=f"ecdp stage 1 ({model_cfg['parametrization']})",
                  config={"model": model_cfg, "train": cfg, "seed": seed},
                  inputs={**dataset_input(dataset_root), "rrdb": rrdb_checkpoint})
     k_choice = None
@@ -298,8 +302,8 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
 
     result = fit(step, model=model, groups=groups, cfg=cfg,
                  batches=patch_batches(train, cfg, seed, device, draw_iq_noise), out=out,
-                 validate=_validator(val, seed=seed), progress=progress,
-                 desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})",
+                 validate=_validator(val, seed=seed, sample=cfg.get("validate_sample")),
+                 progress=progress, desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})",
                  config={"stage1": meta1["budget"], "train": cfg, "k": k, "seed": seed,
                          "vgg": vgg},
                  inputs={**dataset_input(dataset_root), "stage1": stage1_checkpoint})

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-__all__ = ["tile_starts", "tiled", "upscale"]
+__all__ = ["tile_starts", "tiled", "upscale", "Tiled"]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -55,6 +55,30 @@ def tiled(fn: Callable[[torch.Tensor, torch.Generator | None], tuple[torch.Tenso
         out[sl] += sr * win
         weight[sl] += win
     return out / weight, nfe
+
+
+class Tiled:
+    """Any SuperResolver run in overlapping LR tiles of ``tile`` px (``overlap`` px shared with
+    each neighbour, blended by ``tiled``): what makes a full-size image fit a GPU
+    (``evaluation.tile``). NFE is summed over the tiles; everything else is the method's."""
+
+    def __init__(self, method, *, tile: int, overlap: int = 16):
+        if overlap < 0 or tile <= overlap:
+            raise ValueError(f"evaluation.tile: size ({tile}) must exceed overlap ({overlap}) "
+                             f"and overlap must be >= 0")
+        self.method, self.tile, self.overlap = method, tile, overlap
+
+    @property
+    def tiling(self) -> dict:
+        return {"tile": self.tile, "overlap": self.overlap}
+
+    def __getattr__(self, name):  # name, stochastic, scale, batch, sampling, provenance
+        return getattr(self.method, name)
+
+    def super_resolve(self, lr: torch.Tensor, *, generator=None, image: str = "batch"):
+        return tiled(lambda x, g: self.method.super_resolve(x, generator=g, image=image), lr,
+                     scale=self.method.scale, tile=self.tile, overlap=self.overlap,
+                     generator=generator)
 
 
 def upscale(method, lr: torch.Tensor, *, generator: torch.Generator | None = None,

@@ -20,7 +20,8 @@ import yaml
 from .data.download import DownloadError, download
 from .data.io import sha256_file, write_json
 
-__all__ = ["BACKBONES", "fetch_weights", "weights_status", "load_backbone_state"]
+__all__ = ["BACKBONES", "fetch_weights", "weights_status", "load_backbone_state",
+           "describe_weights"]
 
 
 def _specs() -> dict:
@@ -31,12 +32,18 @@ def _specs() -> dict:
 BACKBONES = tuple(_specs())
 
 
-def _try_one(name: str, spec: dict, cache: Path, *, allow_download: bool, timeout: float) -> dict:
-    filename = Path(spec["url"]).name
+def _try_one(name: str, spec: dict, cache: Path, *, allow_download: bool, timeout: float,
+             override: dict | None = None) -> dict:
+    """One backbone; ``override`` ({url, sha256}: ``weights.sources.<name>``) fetches another
+    file under the same name, which must match its own full sha256 and is recorded as not the
+    published one (the rehearsal's stand-ins, a mirror's re-encoded copy)."""
+    published, filename = spec["sha256_prefix"], Path(spec["url"]).name
+    if override:
+        spec = {**spec, **override}
     target = cache / filename
     if not target.exists():
         hub = Path(torch.hub.get_dir()) / "checkpoints" / filename
-        if hub.exists():
+        if hub.exists() and not override:
             shutil.copyfile(hub, target)
         elif allow_download:
             try:
@@ -48,19 +55,37 @@ def _try_one(name: str, spec: dict, cache: Path, *, allow_download: bool, timeou
             return {"status": "unavailable", "reason": f"{filename} not in {cache} and downloads "
                     "are disabled"}
     digest = sha256_file(target)
-    if not digest.startswith(spec["sha256_prefix"]):
+    expected = spec.get("sha256") or spec["sha256_prefix"]
+    if not digest.startswith(expected):
         target.unlink()
         return {"status": "unavailable", "reason": f"{filename}: sha256 {digest} does not start "
-                f"with the published {spec['sha256_prefix']}; file removed"}
-    return {"status": "ok", "path": str(target.resolve()), "sha256": digest}
+                f"with {'the pinned' if override else 'the published'} {expected}; file "
+                f"removed"}
+    return {"status": "ok", "path": str(target.resolve()), "sha256": digest,
+            "published": digest.startswith(published)}
+
+
+def describe_weights(name: str, entry: dict) -> str:
+    """Provenance of an available backbone: its hash, and whether it is the published file."""
+    text = f"{name} sha256 {entry['sha256'][:12]}"
+    if entry.get("published") is False:
+        text += " (NOT the published weights: a weights.sources override, e.g. a stand-in)"
+    return text
 
 
 def fetch_weights(cache: str | os.PathLike, *, allow_download: bool = True,
-                  timeout: float = 20.0) -> dict:
-    """Obtain every backbone into ``cache``; write and return ``cache/weights.json``."""
+                  timeout: float = 20.0, sources: dict | None = None) -> dict:
+    """Obtain every backbone into ``cache``; write and return ``cache/weights.json``.
+    ``sources``: {name: {url, sha256}} overrides (``weights.sources``)."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    status = {name: _try_one(name, spec, cache, allow_download=allow_download, timeout=timeout)
+    sources = sources or {}
+    unknown = set(sources) - set(_specs())
+    if unknown:
+        raise ValueError(f"weights.sources: unknown backbone(s) {sorted(unknown)}; the suite "
+                         f"uses {', '.join(_specs())}")
+    status = {name: _try_one(name, spec, cache, allow_download=allow_download, timeout=timeout,
+                             override=sources.get(name))
               for name, spec in _specs().items()}
     write_json(cache / "weights.json", status)
     return status

@@ -31,7 +31,7 @@ from .io import (IMAGE_SUFFIXES, list_images, read_image, sha256_file, verify_ch
                  write_json, write_png)
 
 __all__ = ["DATASETS", "NOMINAL_SPLITS", "prepare_dataset", "load_manifest", "load_hr",
-           "split_entries", "split_pixels"]
+           "split_entries", "split_sizes", "split_pixels"]
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -101,7 +101,9 @@ def _skimage_version() -> str:
 
 
 def _prepare_div2k(root: Path, *, flickr2k: bool = True, sources: dict | None = None,
-                   progress: bool = True, **_) -> dict:
+                   flickr2k_sources: dict | None = None, progress: bool = True, **_) -> dict:
+    """DIV2K's train and valid HR and official x4 LR, and Flickr2K's HR when ``flickr2k``
+    (DF2K); ``sources`` / ``flickr2k_sources``: datasets.div2k / datasets.flickr2k.sources."""
     sources = sources or {}
     recorded = {}
     train, recorded["train_hr"] = _fetch("div2k", "train_hr", root, sources, progress)
@@ -109,7 +111,7 @@ def _prepare_div2k(root: Path, *, flickr2k: bool = True, sources: dict | None = 
     valid_lr, recorded["valid_lr_x4"] = _fetch("div2k", "valid_lr_x4", root, sources, progress)
     train_entries = _folder_entries(train, root, checksum=False)
     if flickr2k:
-        extra = _prepare_flickr2k(root, sources=sources.get("flickr2k"), progress=progress)
+        extra = _prepare_flickr2k(root, sources=flickr2k_sources, progress=progress)
         train_entries += extra["splits"]["train"]
         recorded.update(extra["sources"])
     test = _folder_entries(valid, root)
@@ -129,16 +131,47 @@ def _prepare_flickr2k(root: Path, *, sources: dict | None = None, progress: bool
             "transform": None, "sources": {"flickr2k": recorded}}
 
 
+def _celeba_partition(root: Path, sources: dict, progress: bool) -> dict[str, int] | None:
+    """CelebA's official partition file (``list_eval_partition.txt``: "000001.jpg 0" for train,
+    1 val, 2 test) when its source has a URL or the file was placed in the downloads folder."""
+    spec = {**_sources()["celeba"]["files"]["partition"], **sources.get("partition", {})}
+    path = root.parent.parent / "downloads" / "celeba" / spec["archive_name"]
+    if spec.get("url"):
+        download(spec["url"], path, sha256=spec.get("sha256"), progress=progress)
+    if not path.exists():
+        return None
+    partition = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            name, _, split = line.partition(" ")
+            if split.strip() not in ("0", "1", "2"):
+                raise ValueError(f"{path}, line {number}: expected '<image> 0|1|2', got {line!r}")
+            partition[Path(name).stem] = int(split)
+    return partition
+
+
 def _prepare_celeba(root: Path, *, size: int = 160, sources: dict | None = None,
                     progress: bool = True, **_) -> dict:
-    folder, recorded = _fetch("celeba", "aligned", root, sources or {}, progress)
+    sources = sources or {}
+    folder, recorded = _fetch("celeba", "aligned", root, sources, progress)
     entries = _folder_entries(folder, root, checksum=False)
-    # The official partition is contiguous by index: 1-162770 train, -182637 val, rest test.
-    splits = {"train": entries[:162770], "val": entries[162770:182637], "test": entries[182637:]}
+    partition = _celeba_partition(root, sources, progress)
+    if partition is None:
+        # The official partition is contiguous by index: 1-162770 train, -182637 val, the rest.
+        splits = {"train": entries[:162770], "val": entries[162770:182637],
+                  "test": entries[182637:]}
+    else:
+        missing = [e["name"] for e in entries if e["name"] not in partition]
+        if missing:
+            raise ValueError(f"celeba: {len(missing)} images are not in the partition file "
+                             f"(first: {missing[:3]})")
+        splits = {split: [e for e in entries if partition[e["name"]] == i]
+                  for i, split in enumerate(("train", "val", "test"))}
     for e in splits["test"] + splits["val"]:
         e["sha256"] = sha256_file(root / e["path"])
     return {"splits": splits, "transform": {"kind": "celeba", "size": size},
-            "sources": {"aligned": recorded}}
+            "sources": {"aligned": recorded,
+                        "partition": "file" if partition is not None else "index ranges"}}
 
 
 def _prepare_imagenet(root: Path, *, path: str | None = None, size: int = 256, **_) -> dict:
@@ -169,23 +202,22 @@ DATASETS = {
 }
 
 
-# What each split of a public dataset holds before it is prepared here: (images, HR pixels of
-# each; None: the dataset's ``size`` squared). DIV2K's and Flickr2K's 2K images are 2040 px on
-# the long side, 1356 typical on the short; CelebA and ImageNet are resized squares.
-_DIV2K_PIXELS = 2040 * 1356
+# What each split of a public dataset holds before it is prepared here: (images, HR size
+# (height, width) of each; None: the dataset's ``size`` squared). DIV2K's and Flickr2K's 2K images
+# are 2040 px on the long side, 1356 typical on the short; CelebA and ImageNet are resized squares.
+_DIV2K_SIZE = (1356, 2040)
 NOMINAL_SPLITS = {
-    "div2k": {"train": (800, _DIV2K_PIXELS), "val": (10, _DIV2K_PIXELS),
-              "test": (100, _DIV2K_PIXELS)},
-    "flickr2k": {"train": (2650, _DIV2K_PIXELS)},
+    "div2k": {"train": (800, _DIV2K_SIZE), "val": (10, _DIV2K_SIZE), "test": (100, _DIV2K_SIZE)},
+    "flickr2k": {"train": (2650, _DIV2K_SIZE)},
     "celeba": {"train": (162770, None), "val": (19867, None), "test": (19962, None)},
     "imagenet": {"train": (1281167, None), "test": (50000, None)},
 }
 
 
-def split_pixels(name: str, split: str, *, root: str | os.PathLike | None = None,
-                 options: dict | None = None) -> list[int]:
-    """HR pixels of every image of a split (after the dataset's transform): read from the
-    prepared dataset under ``root`` when it is there, else ``NOMINAL_SPLITS`` (DIV2K with
+def split_sizes(name: str, split: str, *, root: str | os.PathLike | None = None,
+                options: dict | None = None) -> list[tuple[int, int]]:
+    """HR (height, width) of every image of a split, after the dataset's transform: read from
+    the prepared dataset under ``root`` when it is there, else ``NOMINAL_SPLITS`` (DIV2K with
     ``flickr2k: true`` adds Flickr2K's training images). ``options``: ``datasets.<name>``."""
     from PIL import Image
 
@@ -194,27 +226,32 @@ def split_pixels(name: str, split: str, *, root: str | os.PathLike | None = None
     if manifest is not None and manifest.exists():
         data = json.loads(manifest.read_text())
         size = (data.get("transform") or {}).get("size")
-        return [size * size if size else math.prod(Image.open(manifest.parent / e["path"]).size)
+        return [(size, size) if size else Image.open(manifest.parent / e["path"]).size[::-1]
                 for e in data["splits"].get(split, [])]
     if name == "sample-photos":
-        return [math.prod(sample_photos.load_photo(n).shape[:2])
-                for n in sample_photos.SPLITS.get(split, ())]
+        return [sample_photos.load_photo(n).shape[:2] for n in sample_photos.SPLITS.get(split, ())]
     if name == "folder":  # test images only; none until datasets.folder.path is set
         folder = Path(options.get("path") or "").expanduser()
         if split != "test" or not options.get("path") or not folder.is_dir():
             return []
-        return [math.prod(Image.open(p).size) for p in list_images(folder)]
+        return [Image.open(p).size[::-1] for p in list_images(folder)]
     if name not in NOMINAL_SPLITS:
         raise ValueError(f"dataset {name!r} is not prepared here ({manifest}): prepare it first "
                          f"(ecdp prepare-dataset) so its image sizes are known")
     parts = [NOMINAL_SPLITS[name]]
     if name == "div2k" and split == "train" and options.get("flickr2k", True):
         parts.append(NOMINAL_SPLITS["flickr2k"])
-    pixels = []
+    sizes = []
     for part in parts:
         count, each = part.get(split, (0, None))
-        pixels += [each or options.get("size", 256) ** 2] * count
-    return pixels
+        side = options.get("size", 256)
+        sizes += [tuple(each or (side, side))] * count
+    return sizes
+
+
+def split_pixels(name: str, split: str, **kwargs) -> list[int]:
+    """HR pixels of every image of a split (``split_sizes``)."""
+    return [h * w for h, w in split_sizes(name, split, **kwargs)]
 
 
 def prepare_dataset(name: str, root: str | os.PathLike, **options) -> dict:

@@ -133,6 +133,14 @@ for _e, _spec in config["experiments"].items():  # a bad sampler is an error bef
             raise ValueError(f"sampling of experiment {_e!r} ({_sampling}): {err}") from None
 
 
+def dataset_options(dataset):
+    """datasets.<dataset>, and for DIV2K the Flickr2K sources its DF2K training set uses."""
+    options = dict(config["datasets"].get(dataset, {}))
+    if dataset == "div2k":
+        options["flickr2k_sources"] = config["datasets"]["flickr2k"].get("sources", {})
+    return options
+
+
 def dataset_sources(wildcards):
     """A folder dataset's images are the rule's input: fixing or adding one re-scans it."""
     if wildcards.dataset != "folder" or not config["datasets"]["folder"]["path"]:

@@ -6,7 +6,7 @@ rule prepare_dataset:
     log:
         "logs/prepare_dataset/{dataset}.log",
     params:
-        options=lambda w: config["datasets"].get(w.dataset, {}),
+        options=lambda w: dataset_options(w.dataset),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -38,6 +38,7 @@ rule fetch_weights:
     params:
         allow_download=config["weights"]["allow_download"],
         timeout=config["weights"]["timeout"],
+        sources=config["weights"]["sources"],
     conda:
         "../envs/ecdp.yaml"
     script:

@@ -22,6 +22,7 @@ rule table:
         reference_rows={k: v.get("reference_row", k) for k, v in config["experiments"].items()},
         dataset=DATASET,
         scale=SCALE,
+        rehearsal=config["rehearsal"],
     conda:
         "../envs/ecdp.yaml"
     script:

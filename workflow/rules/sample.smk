@@ -9,6 +9,7 @@ rule super_resolve:
     params:
         method=lambda w: method_of(w.experiment),
         sampling=lambda w: sampling_of(w.experiment),
+        tile=config["evaluation"]["tile"],
     threads: JOB_THREADS
     resources:
         **sampling_resources(),
@@ -32,6 +33,7 @@ rule timing:
         method=lambda w: method_of(w.experiment),
         sampling=lambda w: sampling_of(w.experiment),
         timing=config["evaluation"]["timing"],
+        tile=config["evaluation"]["tile"],
     threads: every_core
     resources:
         **sampling_resources(runs=sum(config["evaluation"]["timing"][k]

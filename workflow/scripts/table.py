@@ -10,7 +10,9 @@ from ecdp.tables import build_table, describe, orderings, timing_extra, write_ta
 
 def main(*, summary: str, reference: str, output_stem: str, name: str, table: dict,
          labels: dict, dataset: str, scale: int, timing: str | None = None,
-         reference_rows: dict | None = None) -> None:
+         reference_rows: dict | None = None, rehearsal: str | None = None) -> None:
+    """rehearsal: what workflow/presets/rehearsal.yaml shrank (printed first: the numbers of a
+    rehearsal say the pipeline runs, not how well a method does)."""
     paper = (yaml.safe_load(Path(reference).read_text())[table["reference"]]
              if table.get("reference") else {"caption": None, "rows": {}})
     rows = {e: labels.get(e, e) for e in table["experiments"]}
@@ -23,6 +25,8 @@ def main(*, summary: str, reference: str, output_stem: str, name: str, table: di
                        compare_to=compare_to)
     description = describe(summary, list(rows), table["metrics"], protocol=table["protocol"],
                            timing=timing, compare_to=rows[compare_to]) + orderings(long)
+    if rehearsal:
+        description.insert(0, f"REHEARSAL, numbers mean nothing: {rehearsal}.")
     title = f"{table.get('title') or name}: {dataset} x{scale}"
     if paper["caption"]:
         title += f", reproduced beside {paper['caption']}"
@@ -37,4 +41,5 @@ if "snakemake" in globals():
              name=snakemake.wildcards.table, table=dict(snakemake.params.table),
              labels=dict(snakemake.params.labels), dataset=snakemake.params.dataset,
              scale=snakemake.params.scale, timing=snakemake.input.get("timing") or None,
-             reference_rows=dict(snakemake.params.reference_rows))
+             reference_rows=dict(snakemake.params.reference_rows),
+             rehearsal=snakemake.params.rehearsal)
