@@ -110,6 +110,7 @@ def finetune_iq(*, kind: str, dataset_root, checkpoint, out, weights_status: dic
                  config={"base": base["budget"], "train": cfg, "seed": seed, "vgg": vgg},
                  inputs={**dataset_input(dataset_root), "base": checkpoint})
     meta = {**base, "kind": kind, "iq": dict(cfg), "vgg": vgg, "history": result["history"],
-            "budget": budget_text(result["history"], cfg, device, prefix=base["budget"])}
+            "budget": budget_text(result["history"], cfg, device, prefix=base["budget"],
+                                  features=vgg)}
     save_result(out, result, meta)
     return meta

@@ -34,15 +34,17 @@ __all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdb
            "dataset_input"]
 
 
-def budget_text(history: dict, cfg: dict, device: str, prefix: str = "") -> str:
+def budget_text(history: dict, cfg: dict, device: str, prefix: str = "",
+                features: str | None = None) -> str:
     """Steps, batch, patch, where (device, processes, threads each: a thread count changes a
-    CPU training's floating-point sums, so its bits) and the hours it took."""
+    CPU training's floating-point sums, so its bits), the hours it took, and for an L_IQ stage
+    the VGG19 ``features`` it used (published, stand-in or random)."""
     hours = sum(h.get("seconds", 0.0) for h in history["train"]) / 3600
     processes, threads = world()[1], torch.get_num_threads()
     where = (f"{device}" + (f" x{processes} processes" if processes > 1 else "")
              + f", {threads} thread{'s' * (threads > 1)}" + (" each" if processes > 1 else ""))
     text = (f"{cfg['steps']} it x {cfg['batch_size']} @ {cfg['patch_size']}px on {where} "
-            f"({hours:.3f} h)")
+            f"({hours:.3f} h)" + (f", L_IQ on {features}" if features else ""))
     return f"{prefix} + {text}" if prefix else text
 
 
@@ -309,7 +311,8 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
                  inputs={**dataset_input(dataset_root), "stage1": stage1_checkpoint})
     meta = {**meta1, "stage": 2, "k": model.parametrization.k, "k_choice": k_choice,
             "stage2": dict(cfg), "vgg": vgg,
-            "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"]),
+            "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"],
+                                  features=vgg),
             "history_stage1": meta1["history"], "history": result["history"]}
     save_result(out, result, meta)
     return meta

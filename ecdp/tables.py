@@ -202,6 +202,9 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
                          f"deterministic ones run once), not over trainings: each model was "
                          f"trained once.")
     lines += [METRIC_NOTES[m] + "." for m in metrics if m in METRIC_NOTES]
+    if "lpips" in metrics and "lpips_weights" in rows:
+        used = "; ".join(str(w) for w in dict.fromkeys(rows["lpips_weights"].dropna()))
+        lines.append(f"LPIPS weights: {used or 'not recorded'}.")
     if timing is not None and len(timing):
         t = timing[timing["experiment"].isin(experiments)].iloc[0]
         lines.append(f"Timing: {t['device']} ({t['device_name']}, {int(t['threads'])} threads), "

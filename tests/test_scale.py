@@ -157,3 +157,34 @@ def test_gpu_check_runs_tiny_on_this_device():
     for name in ("rrdb", "ecdp", "srdiff", "sr3"):
         assert f"train {name}" in out and f"sample {name}" in out
     assert "gradients unchanged: True" in out and "Peak device memory per job" in out
+
+
+def test_a_split_too_large_for_memory_is_read_per_sample(tmp_path, monkeypatch):
+    """ImageNet's 1.28M training images (252 GB at 256 px) cannot be held in memory: a split
+    over IN_MEMORY_BYTES is read from disk per sample, and gives the same batches."""
+    import numpy as np
+    from PIL import Image
+
+    from ecdp.data import patches
+    from ecdp.data.datasets import prepare_dataset
+    from ecdp.rng import batch_generator
+
+    src = tmp_path / "imagenet"
+    rng = np.random.default_rng(0)
+    for split, count in (("train/n1", 3), ("val", 1)):
+        (src / split).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray((rng.random((40, 52, 3)) * 255).astype(np.uint8)).save(
+                src / split / f"{i}.png")
+    root = tmp_path / "resources" / "datasets" / "imagenet"
+    prepare_dataset("imagenet", root, path=str(src), size=32)
+    memory = patches.PatchSampler.from_dataset(root, "train", patch_size=16, scale=4)
+    monkeypatch.setattr(patches, "IN_MEMORY_BYTES", 0)
+    disk = patches.PatchSampler.from_dataset(root, "train", patch_size=16, scale=4)
+    assert isinstance(memory.images, list) and isinstance(disk.images, patches._DiskImages)
+    for step in range(3):
+        a, b = (s.sample(4, batch_generator(0, 0, step)) for s in (memory, disk))
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    big = patches.PatchSampler.on_disk(disk.images, disk.names, patch_size=48, scale=4)
+    with pytest.raises(Exception, match="smaller than the 48x48 training crop"):
+        big.sample(1, batch_generator(0, 0, 0))

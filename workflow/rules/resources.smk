@@ -5,6 +5,7 @@ import baselines.costs
 import ecdp.plan
 import ecdp.resources
 from ecdp.data.datasets import split_pixels
+from ecdp.data.patches import IN_MEMORY_BYTES
 from ecdp.nets.rrdb import rrdbnet_config
 from ecdp.samplers import ADAPTIVE
 
@@ -32,7 +33,10 @@ def _pixels(split):
 
 
 TEST_IMAGES, TEST_PIXELS = ecdp.plan.test_pixels(config, ".")
-TRAIN_BYTES = 3 * (sum(_pixels("train")) + sum(_pixels("val") if DATASET != "folder" else []))
+# The training images a training job holds in memory (uint8); a split over IN_MEMORY_BYTES is
+# read from disk per sample instead (ecdp.data.patches), holding none.
+TRAIN_BYTES = sum(b if b <= IN_MEMORY_BYTES else 0 for b in (
+    3 * sum(_pixels(split)) for split in (("train", "val") if DATASET != "folder" else ())))
 
 
 def _flops(network, spec):
