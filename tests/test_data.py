@@ -303,3 +303,29 @@ def test_div2k_checksum_mismatch_stops_preparation(tmp_path):
         with pytest.raises(ChecksumError, match="DIV2K_train_HR.zip"):
             prepare_dataset("div2k", root, flickr2k=False, sources=sources, progress=False)
     assert not (root / "manifest.json").exists()
+
+
+def test_df2k_prepares_div2k_and_flickr2k_from_their_archives(tmp_path):
+    """Before: DIV2K's and Flickr2K's archives share the key train_hr and Flickr2K was looked
+    for inside DIV2K's extraction (FileNotFoundError); the paper-div2k preset never prepared."""
+    import tarfile
+
+    files = _div2k_archives()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for n in ("000001", "000002"):
+            data = _png_bytes((np.random.default_rng(1).random((64, 72, 3)) * 255).astype(np.uint8))
+            info = tarfile.TarInfo(f"Flickr2K/Flickr2K_HR/{n}.png")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    files["/Flickr2K.tar"] = buf.getvalue()
+    with serve(files) as (url, _):
+        sources = {key: {"url": f"{url}/{name}"} for key, name in [
+            ("train_hr", "DIV2K_train_HR.zip"), ("valid_hr", "DIV2K_valid_HR.zip"),
+            ("valid_lr_x4", "DIV2K_valid_LR_bicubic_X4.zip")]}
+        root = tmp_path / "resources" / "datasets" / "div2k"
+        m = prepare_dataset("div2k", root, flickr2k=True, sources=sources,
+                            flickr2k_sources={"train_hr": {"url": f"{url}/Flickr2K.tar"}},
+                            progress=False)
+    assert [e["name"] for e in m["splits"]["train"]] == ["0001", "0002", "000001", "000002"]
+    assert all((root / e["path"]).exists() for e in m["splits"]["train"])

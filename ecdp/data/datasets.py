@@ -77,7 +77,7 @@ def _fetch(dataset: str, key: str, root: Path, sources: dict, progress: bool) ->
     got = sha256_file(archive)
     if spec.get("sha256") is None:
         log.warning("%s: no pinned checksum for %s; recorded sha256 %s", dataset, archive, got)
-    extracted = extract(archive, root / "raw" / key)
+    extracted = extract(archive, root / "raw" / dataset / key)  # DIV2K and Flickr2K share keys
     folder = extracted / spec["folder"]
     if not folder.is_dir():
         raise FileNotFoundError(f"{dataset}: expected folder {spec['folder']} inside {archive}")
