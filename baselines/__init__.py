@@ -11,6 +11,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 
 from ecdp.model import ECDP
+from ecdp.sampling import Sampled, parse_sampling
 
 from .bicubic import Bicubic
 from .rrdb import RRDB
@@ -30,20 +31,18 @@ class SuperResolver(Protocol):
 
 
 def _ecdp(*, checkpoint, device: str = "cpu", k: float | None = None,
-          sampling: dict | None = None, weights: str = "ema", **_) -> ECDP:
-    return ECDP.load(checkpoint, device=device, k=k, sampling=sampling, weights=weights)
+          sampling: dict | None = None, weights: str = "ema", **_) -> Sampled:
+    return Sampled(ECDP.load(checkpoint, device=device, k=k, weights=weights),
+                   parse_sampling(sampling, family="ecdp"))
 
 
 def _ddpm(cls):
     def build(*, checkpoint, device: str = "cpu", sampling: dict | None = None,
-              weights: str = "ema", **_):
+              weights: str = "ema", **_) -> Sampled:
         """sampling: {steps}: the respaced chain's length (None: all of the model's steps)."""
-        spec = dict(sampling or {})
-        unknown = set(spec) - {"steps"}
-        if unknown:
-            raise ValueError(f"{cls.name} sampling takes only 'steps', not {sorted(unknown)}")
-        return cls.load(checkpoint, device=device, sample_steps=spec.get("steps"),
-                        weights=weights).eval()
+        model = cls.load(checkpoint, device=device, weights=weights).eval()
+        return Sampled(model, parse_sampling(sampling, family="ddpm",
+                                             where=f"sampling.{cls.name}"))
     return build
 
 
@@ -52,11 +51,13 @@ class Method:
     """Everything the suite needs to know about a method, in one place.
 
     build: keyword arguments (scale, checkpoint, device, k, sampling, weights) -> SuperResolver.
-    stochastic: sampled with ``evaluation.seeds`` seeds (deterministic methods run once).
+    stochastic: sampled with ``evaluation.sample_seeds`` seeds (deterministic methods run once).
     trained: the workflow trains its model (``models/<method>``; ECDP: its stage-1 variants);
         otherwise an experiment samples a given ``checkpoint:``, or needs none (bicubic).
     iq: how its model can be fine-tuned with L_IQ, the default first ("none": it is not).
     checkpoint_kind: ``meta["kind"]`` of its checkpoints (None: it has none).
+    sampling: the family of its ``sampling:`` config (``ecdp.sampling.parse_sampling``), None
+        for a method that is not sampled.
     """
 
     build: Callable[..., SuperResolver]
@@ -64,17 +65,18 @@ class Method:
     trained: bool = False
     iq: tuple[str, ...] = ("none",)
     checkpoint_kind: str | None = None
+    sampling: str | None = None
 
 
 METHODS = {
     "bicubic": Method(Bicubic),
     "rrdb": Method(RRDB, trained=True, checkpoint_kind="rrdbnet"),
     "ecdp": Method(_ecdp, stochastic=True, trained=True, iq=("ode", "sde", "none"),
-                   checkpoint_kind="ecdp"),
+                   checkpoint_kind="ecdp", sampling="ecdp"),
     "srdiff": Method(_ddpm(SRDiff), stochastic=True, trained=True, iq=("none", "ancestral"),
-                     checkpoint_kind="srdiff"),
+                     checkpoint_kind="srdiff", sampling="ddpm"),
     "sr3": Method(_ddpm(SR3), stochastic=True, trained=True, iq=("none", "ancestral"),
-                  checkpoint_kind="sr3"),
+                  checkpoint_kind="sr3", sampling="ddpm"),
 }
 # The method that reads a checkpoint of each kind (``meta["kind"]``).
 CHECKPOINT_KINDS = {m.checkpoint_kind: name for name, m in METHODS.items() if m.checkpoint_kind}

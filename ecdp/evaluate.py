@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .data.io import read_image, sha256_file, write_json, write_png
 from .data.pairs import load_pairs, read_pair
-from .metrics import PROTOCOLS, load_lpips, lpips_distance, lr_psnr, psnr, ssim
+from .metrics import PROTOCOLS, QUALITY, load_lpips, lpips_distance, lr_psnr, psnr, ssim
 from .rng import image_generator
 
 __all__ = ["to_tensor", "to_uint8", "super_resolve_pairs", "evaluate_sr", "summarize"]
@@ -76,7 +76,7 @@ def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os
                            "seconds": seconds, "nfe": int(nfe), "batch": len(batch)})
         bar.update(len(batch))
     bar.close()
-    manifest = {"method": method.name, "seed": seed, "device": str(device),
+    manifest = {"method": method.name, "sample_seed": seed, "device": str(device),
                 "threads": torch.get_num_threads(),
                 "pairs": str(pairs_manifest), "images": images,
                 "sampling": getattr(method, "sampling", None),
@@ -111,8 +111,9 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
             for name in protocols:
                 protocol = PROTOCOLS[name](scale)
                 rows.append({
-                    "experiment": experiment, "image": pair["name"], "seed": sr_manifest["seed"],
-                    "train_seed": sr_manifest.get("training_seed"),
+                    "experiment": experiment, "image": pair["name"],
+                    "sample_seed": sr_manifest["sample_seed"],
+                    "train_seed": sr_manifest.get("train_seed"),
                     "psnr": psnr(sr, hr, protocol=protocol).item(),
                     "ssim": ssim(sr, hr, protocol=protocol).item(),
                     "lpips": (lpips_distance(lpips_model, sr, hr, protocol=protocol).item()
@@ -151,7 +152,7 @@ def region_of(pairs: dict, pair: dict, tiling: dict | None = None) -> str:
     return region
 
 
-METRICS = ("lpips", "psnr", "ssim", "lr_psnr", "seconds", "nfe")
+METRICS = (*QUALITY, "seconds", "nfe")  # per image, as summarize averages them
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -168,7 +169,8 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     keys = ["experiment", "protocol_name"]
     per_image = per_image.assign(train_seed=per_image.get("train_seed", pd.Series(
         float("nan"), index=per_image.index)).fillna(-1).astype(int))
-    per_run = per_image.groupby(keys + ["train_seed", "seed"], sort=False)[list(METRICS)].mean()
+    per_run = per_image.groupby(keys + ["train_seed", "sample_seed"],
+                                sort=False)[list(METRICS)].mean()
     per_train = per_run.groupby(level=keys + ["train_seed"], sort=False).mean()
     by_exp = per_train.groupby(level=keys, sort=False)
     mean = by_exp.mean().add_suffix("_mean")
@@ -186,7 +188,7 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     if "params" in per_image:
         mean["params_m_mean"] = per_image.groupby(keys, sort=False)["params"].first() / 1e6
         mean["params_m_std"] = 0.0
-    seeds = per_image.groupby(keys, sort=False)["seed"].nunique().rename("n_seeds")
+    seeds = per_image.groupby(keys, sort=False)["sample_seed"].nunique().rename("n_sample_seeds")
     images = per_image.groupby(keys, sort=False)["image"].nunique().rename("n_images")
     return pd.concat([mean, std, train_std, sample_std, replicates, n_train, seeds, images,
                       first], axis=1).reset_index()

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_MODEL, TINY_SAMPLING
+from conftest import TINY_MODEL, TINY_SAMPLING, sampled
 from PIL import Image
 
 from ecdp import ECDP
 from ecdp.checkpoint import save_checkpoint
-from ecdp.cli import main as cli
+from suite.cli import main as cli
 from ecdp.nets import count_parameters
 from ecdp.tiling import tile_starts, tiled
 
@@ -23,13 +23,13 @@ def _checkpoint(tmp_path, model):
 
 def test_load_and_upscale_is_seeded_and_shaped(tiny_ecdp, tmp_path):
     path = _checkpoint(tmp_path, tiny_ecdp())
-    model = ECDP.load(path, sampling=TINY_SAMPLING)
+    model = ECDP.load(path)
     assert model.provenance == {"weights": "ema step 3", "budget": "test budget",
                                 "checkpoint": str(path), "params": count_parameters(model)}
     lr = torch.rand(1, 3, 10, 12)
-    a, nfe = model.upscale(lr, generator=torch.Generator().manual_seed(1))
-    b, _ = model.upscale(lr, generator=torch.Generator().manual_seed(1))
-    c, _ = model.upscale(lr, generator=torch.Generator().manual_seed(2))
+    a, nfe = model.upscale(lr, sampling=TINY_SAMPLING, generator=torch.Generator().manual_seed(1))
+    b, _ = model.upscale(lr, sampling=TINY_SAMPLING, generator=torch.Generator().manual_seed(1))
+    c, _ = model.upscale(lr, sampling=TINY_SAMPLING, generator=torch.Generator().manual_seed(2))
     assert a.shape == (1, 3, 40, 48) and nfe == 4
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert 0 <= a.min() and a.max() <= 1
@@ -62,10 +62,11 @@ def test_tiles_cover_and_blend_without_seams():
 
 
 def test_tiled_upscale_of_ecdp_is_close_to_untiled_in_the_interior(tiny_ecdp):
-    model = tiny_ecdp(sampling={**TINY_SAMPLING, "temperature": 0.0})  # deterministic: x1 = mu
+    model = tiny_ecdp()
+    deterministic = {**TINY_SAMPLING, "temperature": 0.0}  # x1 = mu
     lr = torch.rand(1, 3, 24, 24)
-    full, _ = model.upscale(lr)
-    tiles, _ = model.upscale(lr, tile=16, overlap=8)
+    full, _ = model.upscale(lr, sampling=deterministic)
+    tiles, _ = model.upscale(lr, sampling=deterministic, tile=16, overlap=8)
     assert tiles.shape == full.shape
     assert (tiles - full).abs().mean() < 0.05
 
@@ -150,16 +151,17 @@ def test_conditioning_cache_batches_and_channels_last_change_nothing(tiny_ecdp):
         return [torch.Generator().manual_seed(i) for i in range(3)]
 
     spec = {"solver": "dpmpp_2m", "nfe": 6}
-    model.set_sampling({**spec, "batch": 3})
+    batched = sampled(model, {**spec, "batch": 3})
+    assert batched.batch == 3
     with torch.no_grad():
-        together, nfe = model.super_resolve(lr, generator=generators())
-        alone = torch.cat([model.super_resolve(lr[i:i + 1], generator=gen)[0]
+        together, nfe = batched.super_resolve(lr, generator=generators())
+        alone = torch.cat([batched.super_resolve(lr[i:i + 1], generator=gen)[0]
                            for i, gen in enumerate(generators())])
-        fast = tiny_ecdp(sampling={**spec, "channels_last": True})
+        fast = sampled(tiny_ecdp(), {**spec, "channels_last": True})
         in_cl = torch.cat([fast.super_resolve(lr[i:i + 1], generator=gen)[0]
                            for i, gen in enumerate(generators())])
     assert nfe == 6 and (together - alone).abs().max() < 1e-5
     assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     assert (in_cl - alone).abs().max() < 1e-5
-    with pytest.raises(ValueError, match="shared across the batch"):
-        model.set_sampling({"solver": "dopri5", "batch": 2})
+    with pytest.raises(ValueError, match="batch: 2 images per solve with solver dopri5.*shared"):
+        sampled(model, {"solver": "dopri5", "batch": 2})

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from ecdp import memory
+from suite import memory
 from ecdp.tiling import Tiled
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,6 +13,7 @@ Image policy (documented in the README):
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -83,13 +84,21 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file (mkstemp's is 0600)
 
 
-def _atomic_target(path: Path):
-    """A temporary file beside ``path`` (same filesystem, so ``os.replace`` is atomic)."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary file beside ``path`` (same filesystem) to write, renamed into place when the
+    block ends without an error: a reader, a crash or a concurrent writer never sees half a
+    file. The one atomic write of the suite (images, JSON, tables, checkpoints)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # as open() would (mkstemp's 0600 hides files from colleagues)
     os.close(fd)
-    return Path(tmp)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 # Output formats by extension: PNG and lossless WebP keep every value; JPEG at quality 95.
@@ -126,23 +135,14 @@ def _save(path: Path, image: np.ndarray, fmt: str, options: dict) -> None:
     """Temporary file beside ``path``, then rename: a crash never leaves half an image."""
     if image.dtype != np.uint8:
         raise ValueError(f"{path}: images are written from uint8, got {image.dtype}")
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -9,7 +9,7 @@ from .resources import ASSUMED_ADAPTIVE_NFE
 
 
 def _prepare(args) -> None:
-    from .data.datasets import prepare_dataset
+    from ecdp.data.datasets import prepare_dataset
 
     options = {"path": args.path} if args.path else {}
     manifest = prepare_dataset(args.dataset, args.root, **options)
@@ -17,7 +17,7 @@ def _prepare(args) -> None:
 
 
 def _fetch_weights(args) -> None:
-    from .weights import fetch_weights
+    from ecdp.weights import fetch_weights
 
     for name, entry in fetch_weights(args.cache, allow_download=not args.offline).items():
         print(f"{name}: {entry['status']} {entry.get('reason', entry.get('path', ''))}")
@@ -28,10 +28,10 @@ def _upscale(args) -> None:
 
     from baselines import method_from_checkpoint
 
-    from .data.io import image_format, read_image, write_image
-    from .evaluate import to_tensor, to_uint8
-    from .rng import image_generator
-    from .tiling import upscale
+    from ecdp.data.io import image_format, read_image, write_image
+    from ecdp.evaluate import to_tensor, to_uint8
+    from ecdp.rng import image_generator
+    from ecdp.tiling import upscale
 
     image_format(args.output)  # everything is checked before the (long) sampling
     if args.tile is not None and args.tile <= args.overlap:
@@ -51,8 +51,8 @@ def _upscale(args) -> None:
 
 
 def _import_checkpoint(args) -> None:
-    from .checkpoint import save_checkpoint
-    from .importers import import_sr3, import_srdiff
+    from ecdp.checkpoint import save_checkpoint
+    from baselines.importers import import_sr3, import_srdiff
 
     if args.kind == "srdiff":
         meta, state = import_srdiff(args.input)
@@ -73,30 +73,32 @@ def _plan(args) -> None:
 
     from snakemake.cli import parse_config
 
-    from .plan import dag_jobs, format_plan, probe_plan
+    from baselines import costs
+
+    from .memory import format_memory, memory_plan
+    from .plan import format_plan, load_run, pending_jobs, probe_plan
 
     snakefile = Path(args.snakefile or Path(args.directory) / "Snakefile")
     if not snakefile.exists():
         raise ValueError(f"no Snakefile at {snakefile}: run in the suite's folder or give "
                          f"--snakefile")
-    config = parse_config(args.config) if args.config else {}
-    jobs, cfg = dag_jobs(snakefile=snakefile, workdir=args.directory,
-                         configfiles=args.configfile, config=config, targets=args.targets)
+    config, run = load_run(snakefile, args.configfile,
+                           parse_config(args.config) if args.config else {})
+    jobs = pending_jobs(snakefile=snakefile, workdir=args.directory,
+                        configfiles=args.configfile, config_args=args.config or (),
+                        targets=args.targets)
     if not jobs:
         print("Nothing to be done: every target is up to date.")
         return
     plan = {}
     if not args.memory_only:
-        plan = probe_plan(jobs, cfg, workdir=args.directory, probe_dir=args.probe_dir,
-                          steps=args.steps, max_batch=args.max_batch, max_patch=args.max_patch,
-                          lr_size=args.lr_size, max_sample_steps=args.max_sample_steps,
+        plan = probe_plan(jobs, config, run, snakefile=snakefile, workdir=args.directory,
+                          probe_dir=args.probe_dir, steps=args.steps, max_batch=args.max_batch,
+                          max_patch=args.max_patch, lr_size=args.lr_size,
+                          max_sample_steps=args.max_sample_steps,
                           adaptive_nfe=args.adaptive_nfe)
         print(format_plan(plan), end="\n\n")
-    from baselines import costs
-
-    from .memory import format_memory, memory_plan
-
-    plan["memory"] = memory_plan(jobs, cfg, args.directory, costs=costs,
+    plan["memory"] = memory_plan(jobs, config, run, args.directory, costs=costs,
                                  device_gib=args.device_memory)
     print(format_memory(plan["memory"]))
     if args.json:
