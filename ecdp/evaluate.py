@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .data.io import read_image, sha256_file, write_json, write_png
+from .data.io import read_image, sha256_file, verify_checksum, write_json, write_png
 from .data.pairs import load_pairs, read_pair
 from .metrics import PROTOCOLS, QUALITY, load_lpips, lpips_distance, lr_psnr, psnr, ssim
 from .rng import image_generator
@@ -103,7 +103,9 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
         for pair in tqdm(pairs["pairs"], desc=f"evaluate {experiment}", disable=not progress):
             lr_u8, hr_u8 = read_pair(base, pair)
             info = by_name[pair["name"]]
-            sr = to_tensor(read_image(Path(sr_path).with_suffix("") / info["path"]))
+            image_path = Path(sr_path).with_suffix("") / info["path"]
+            verify_checksum(image_path, info.get("sha256"), manifest=sr_path)
+            sr = to_tensor(read_image(image_path))
             lr, hr = to_tensor(lr_u8), to_tensor(hr_u8)
             if sr.shape != hr.shape:
                 raise ValueError(f"{sr_path}: SR image {info['path']} has shape "

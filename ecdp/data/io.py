@@ -153,16 +153,19 @@ def write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def verify_checksum(path: str | os.PathLike, expected: str | None) -> None:
-    """A file read through a manifest must still be the file the manifest recorded."""
+def verify_checksum(path: str | os.PathLike, expected: str | None, *,
+                    manifest: str | os.PathLike | None = None) -> None:
+    """A file read through a manifest must still be the file the manifest recorded: an error
+    naming the file, both hashes and how to rebuild it."""
     if expected is None:
         return
     got = sha256_file(path)
     if got != expected:
-        raise ImageError(f"{path}: sha256 {got[:12]}... differs from the manifest's "
-                         f"{expected[:12]}...: the file changed after its manifest was written; "
-                         "re-run the step that wrote it (snakemake re-runs it when the file is "
-                         "newer, or force it with -R)")
+        where = f" ({manifest})" if manifest else ""
+        raise ImageError(f"{path}: sha256 {got} differs from {expected}, recorded in its "
+                         f"manifest{where}: the file changed after the manifest was written; "
+                         f"rebuild it by re-running the step that wrote it (delete the "
+                         f"manifest, or force it with snakemake -R RULE)")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
