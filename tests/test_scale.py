@@ -177,7 +177,8 @@ def test_a_split_too_large_for_memory_is_read_per_sample(tmp_path, monkeypatch):
             Image.fromarray((rng.random((40, 52, 3)) * 255).astype(np.uint8)).save(
                 src / split / f"{i}.png")
     root = tmp_path / "resources" / "datasets" / "imagenet"
-    prepare_dataset("imagenet", root, path=str(src), size=32)
+    manifest = prepare_dataset("imagenet", root, path=str(src), size=32)
+    assert manifest["splits"]["val"] == manifest["splits"]["test"][:10]  # stage 1 validates
     memory = patches.PatchSampler.from_dataset(root, "train", patch_size=16, scale=4)
     monkeypatch.setattr(patches, "IN_MEMORY_BYTES", 0)
     disk = patches.PatchSampler.from_dataset(root, "train", patch_size=16, scale=4)
