@@ -1,6 +1,7 @@
 """The paper scale before the first launch: the memory plan, tiles, stand-in weights, CelebA's
 partition file, the GPU check (on CPU) and the rehearsal overlay."""
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,7 +178,8 @@ def test_a_split_too_large_for_memory_is_read_per_sample(tmp_path, monkeypatch):
             Image.fromarray((rng.random((40, 52, 3)) * 255).astype(np.uint8)).save(
                 src / split / f"{i}.png")
     root = tmp_path / "resources" / "datasets" / "imagenet"
-    prepare_dataset("imagenet", root, path=str(src), size=32)
+    manifest = prepare_dataset("imagenet", root, path=str(src), size=32)
+    assert manifest["splits"]["val"] == manifest["splits"]["test"][:10]  # stage 1 validates
     memory = patches.PatchSampler.from_dataset(root, "train", patch_size=16, scale=4)
     monkeypatch.setattr(patches, "IN_MEMORY_BYTES", 0)
     disk = patches.PatchSampler.from_dataset(root, "train", patch_size=16, scale=4)
@@ -188,3 +190,41 @@ def test_a_split_too_large_for_memory_is_read_per_sample(tmp_path, monkeypatch):
     big = patches.PatchSampler.on_disk(disk.images, disk.names, patch_size=48, scale=4)
     with pytest.raises(Exception, match="smaller than the 48x48 training crop"):
         big.sample(1, batch_generator(0, 0, 0))
+
+
+@pytest.mark.slow
+def test_a_broken_shape_fails_the_rehearsal_with_a_named_error(tmp_path):
+    """paper-div2k's rehearsal with a wrong encoder tap (23 with 23 blocks): the DF2K download,
+    preparation and the paper-size RRDBNet run, then stage 1 stops, naming the taps."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rehearsal",
+                                                  ROOT / "benchmarks" / "rehearsal.py")
+    rehearsal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rehearsal)
+    served = tmp_path / "served"
+    files = rehearsal.synthetic_files(tmp_path / "imagenet")
+    for path, data in files.items():
+        (served / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (served / path.lstrip("/")).write_bytes(data)
+    url, server = rehearsal.serve(served)
+    try:
+        overlay = tmp_path / "sources.yaml"
+        overlay.write_text(yaml.safe_dump(rehearsal.sources_overlay(
+            url, {**files, "/weights/alexnet-owt-7be5be79.pth": b"",
+                  "/weights/vgg19-dcbb9e9d.pth": b""}, tmp_path / "imagenet")))
+        broken = tmp_path / "broken.yaml"
+        broken.write_text("model:\n  encoder: {taps: [1, 8, 15, 23]}\n")
+        target = "results/div2k/x4/models/ecdp-stage1-hybrid/seed0/model.pt"
+        proc = subprocess.run(
+            ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / "run"),
+             "--cores", "2", target, "--configfile", str(PRESETS / "paper-div2k.yaml"),
+             str(PRESETS / "rehearsal.yaml"), str(overlay), str(broken)],
+            capture_output=True, text=True)
+    finally:
+        server.shutdown()
+    out = proc.stdout + proc.stderr
+    logs = "".join(p.read_text() for p in (tmp_path / "run" / "logs").rglob("*.log"))
+    assert proc.returncode != 0
+    assert re.search(r"taps .1, 8, 15, 23. must index the 23 blocks", out + logs), out[-3000:]
+    assert not (tmp_path / "run" / target).exists()

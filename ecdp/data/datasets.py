@@ -179,9 +179,11 @@ def _prepare_imagenet(root: Path, *, path: str | None = None, size: int = 256, *
         raise ValueError("imagenet: set datasets.imagenet.path to a local ImageNet folder with "
                          "train/ and val/ subfolders (ImageNet cannot be downloaded automatically)")
     src = Path(path).expanduser()
+    test = _folder_entries(src / "val", root, recursive=True)
+    # Training validates on 10 of the test images (Figure 8's curve), as DIV2K's first 10.
     return {"splits": {"train": _folder_entries(src / "train", root, checksum=False,
                                                 recursive=True),
-                       "test": _folder_entries(src / "val", root, recursive=True)},
+                       "val": test[:10], "test": test},
             "transform": {"kind": "center_square", "size": size}, "sources": {"path": str(src)}}
 
 
@@ -210,7 +212,7 @@ NOMINAL_SPLITS = {
     "div2k": {"train": (800, _DIV2K_SIZE), "val": (10, _DIV2K_SIZE), "test": (100, _DIV2K_SIZE)},
     "flickr2k": {"train": (2650, _DIV2K_SIZE)},
     "celeba": {"train": (162770, None), "val": (19867, None), "test": (19962, None)},
-    "imagenet": {"train": (1281167, None), "test": (50000, None)},
+    "imagenet": {"train": (1281167, None), "val": (10, None), "test": (50000, None)},
 }
 
 

@@ -5,15 +5,24 @@ from ecdp.figures import save_figure, validation_curves
 from ecdp.logs import logged
 
 
+def sampler_text(spec: dict | None) -> str:
+    """How the validation samples were drawn (the recipe's ``validate_sample``)."""
+    if not spec:
+        return "the released dopri5 solve"
+    options = ", ".join(f"{k} {v}" for k, v in spec.items() if k != "solver")
+    return f"{spec.get('solver', 'dopri5')}" + (f" ({options})" if options else "")
+
+
 def main(*, models: list[str], names: list[str], output: str) -> None:
-    histories = {}  # parametrization -> one validation history per training seed
+    histories, samplers = {}, set()  # parametrization -> one history per training seed
     for name, path in zip(names, models):
-        records = load_checkpoint(path)["meta"]["history"]["val"]
-        histories.setdefault(name, []).append(records)
-        print(name, path, [(r["step"], round(r["psnr"], 2)) for r in records])
+        meta = load_checkpoint(path)["meta"]
+        histories.setdefault(name, []).append(meta["history"]["val"])
+        samplers.add(sampler_text(meta["train"].get("validate_sample")))
+        print(name, path, [(r["step"], round(r["psnr"], 2)) for r in meta["history"]["val"]])
     title = ("Figure 8: validation PSNR of probability-flow samples during stage-1 training\n"
-             "(4 fixed validation patches, EMA weights, the released dopri5 solve; the paper "
-             "plots LPIPS)")
+             f"(4 fixed validation patches, EMA weights, {'; '.join(sorted(samplers))}; the "
+             f"paper plots LPIPS)")
     save_figure(validation_curves(histories, title=title), output)
 
 
