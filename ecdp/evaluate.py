@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +125,8 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                     "seconds": info["seconds"], "nfe": info["nfe"],
                     **protocol.columns(), "lpips_weights": lpips_status,
                     "scale": scale,
-                    "region": region_of(pairs, pair, sr_manifest.get("tiling")),
+                    "region": region_of(pairs, sr_manifest.get("tiling")),
+                    "hr_size": "x".join(str(v) for v in pair["hr_size"]),
                     "lr_sha256": pair["lr_sha256"],
                     "weights": sr_manifest.get("weights", "none"),
                     "budget": sr_manifest.get("budget", "none"),
@@ -141,17 +143,39 @@ def sampled_on(sr_manifest: dict) -> str:
         f", {threads} thread{'s' * (threads > 1)}" if threads else "")
 
 
-def region_of(pairs: dict, pair: dict, tiling: dict | None = None) -> str:
-    """What part of the test image a pair holds (the whole image, or the central crop) and
-    whether it was sampled in tiles."""
-    h, w = pair["hr_size"]
+def region_of(pairs: dict, tiling: dict | None = None) -> str:
+    """What part of the test images the pairs hold (whole images, or central crops) and
+    whether they were sampled in tiles; each image's HR size is its ``hr_size`` column, and
+    ``summarize`` describes them all (``describe_sizes``)."""
     if pairs.get("crop"):
-        region = f"central {h}x{w} HR crop (evaluation.crop {pairs['crop']})"
+        region = f"central HR crops of at most {pairs['crop']} px (evaluation.crop)"
     else:
-        region = f"full image ({h}x{w} HR)"
+        region = "full images"
     if tiling:
         region += f", sampled in LR tiles of {tiling['tile']} px, overlap {tiling['overlap']} px"
     return region
+
+
+def describe_sizes(sizes) -> str:
+    """Every evaluated image's HR size ("HxW", one per image): each size with its count when
+    there are at most four, else the count and the ranges of heights and widths."""
+    counts = Counter(sizes)
+    n = sum(counts.values())
+    if len(counts) <= 4:
+        return "HR " + ", ".join(f"{size} ({c} image{'s' * (c > 1)})"
+                                 for size, c in sorted(counts.items()))
+    hs, ws = zip(*((int(v) for v in size.split("x")) for size in counts))
+    return (f"HR {min(hs)}-{max(hs)} x {min(ws)}-{max(ws)} px ({n} images, {len(counts)} "
+            f"sizes)")
+
+
+def _regions(rows: pd.DataFrame) -> str:
+    """The region line of one experiment: its region(s) and the sizes of every image."""
+    images = rows.drop_duplicates("image")
+    text = "; ".join(dict.fromkeys(images["region"]))
+    if "hr_size" in images:
+        text += f", {describe_sizes(images['hr_size'])}"
+    return text
 
 
 METRICS = (*QUALITY, "seconds", "nfe")  # per image, as summarize averages them
@@ -184,9 +208,12 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     std = pd.DataFrame({f"{m}_std": train_std[f"{m}_train_std"].where(
         n_train > 1, sample_std[f"{m}_sample_std"]) for m in METRICS})
     replicates = by_exp.agg(lambda v: ";".join(f"{x:.6g}" for x in v)).add_suffix("_replicates")
-    described = [c for c in ("lpips_weights", "weights", "budget", "region", "sampled_on")
+    described = [c for c in ("lpips_weights", "weights", "budget", "sampled_on")
                  if c in per_image]
     first = per_image.groupby(keys, sort=False)[described].first()
+    if "region" in per_image:
+        first["region"] = pd.Series({key: _regions(rows) for key, rows in
+                                     per_image.groupby(keys, sort=False)})
     if "params" in per_image:
         mean["params_m_mean"] = per_image.groupby(keys, sort=False)["params"].first() / 1e6
         mean["params_m_std"] = 0.0

@@ -26,6 +26,7 @@ from .evaluate import to_tensor
 from .metrics import PAPER, load_lpips, lpips_distance, lr_psnr, psnr, ssim
 from .rng import image_generator
 from .samplers import RELEASED_SAMPLING, SOLVERS, make_solver
+from .tables import html_page
 
 __all__ = ["study_grid", "sampling_study", "summarize_study", "best_fast", "cheapest_within",
            "write_study_table", "STUDY_METRICS"]
@@ -164,8 +165,9 @@ _COLUMNS = [("NFE", "nfe", 1), ("s/image", "seconds", 3), ("PSNR", "psnr", 2),
 
 
 def write_study_table(summary: pd.DataFrame, stem: str | os.PathLike, *, title: str) -> str:
-    """``stem``.csv (the summary) and ``stem``.md: one block per experiment, the released
-    dopri5 setting marked, and the best fixed-step solve at <= 10 NFE against it."""
+    """``stem``.csv (the summary), ``stem``.md and its .html (``tables.html_page``): one block
+    per experiment, the released dopri5 setting marked, and the best fixed-step solve at <= 10
+    NFE against it."""
     atomic_write_text(f"{stem}.csv", summary.to_csv(index=False))
     first = summary.iloc[0]
     lines = [f"# {title}", "",
@@ -195,4 +197,5 @@ def write_study_table(summary: pd.DataFrame, stem: str | os.PathLike, *, title: 
         lines.append("")
     text = "\n".join(lines)
     atomic_write_text(f"{stem}.md", text)
+    atomic_write_text(f"{stem}.html", html_page(text))
     return text

@@ -277,11 +277,26 @@ def _latex(long: pd.DataFrame, title: str, description: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def html_page(markdown_text: str) -> str:
+    """A Markdown table page as standalone HTML (Python-Markdown's tables extension): what
+    Snakemake's report shows inline, where a .md file is only a download."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    title = markdown_text.splitlines()[0].lstrip("# ") if markdown_text else ""
+    style = ("body{font-family:sans-serif;font-size:14px} table{border-collapse:collapse} "
+             "th,td{border:1px solid #ccc;padding:3px 8px} th{background:#f2f2f2}")
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
 def write_table(long: pd.DataFrame, stem: str | os.PathLike, *, title: str,
                 description: list[str] = ()) -> None:
-    """Write ``stem``.csv, .md and .tex (each atomically); ``description`` (``describe``) goes
-    under the title."""
+    """Write ``stem``.csv, .md, .tex and .html (each atomically); ``description``
+    (``describe``) goes under the title."""
     stem = Path(stem)
+    text = _markdown(long, title, list(description))
     atomic_write_text(stem.with_suffix(".csv"), long.to_csv(index=False))
-    atomic_write_text(stem.with_suffix(".md"), _markdown(long, title, list(description)))
+    atomic_write_text(stem.with_suffix(".md"), text)
+    atomic_write_text(stem.with_suffix(".html"), html_page(text))
     atomic_write_text(stem.with_suffix(".tex"), _latex(long, title, list(description)))

@@ -165,3 +165,106 @@ def test_conditioning_cache_batches_and_channels_last_change_nothing(tiny_ecdp):
     assert (in_cl - alone).abs().max() < 1e-5
     with pytest.raises(ValueError, match="batch: 2 images per solve with solver dopri5.*shared"):
         sampled(model, {"solver": "dopri5", "batch": 2})
+
+
+# Issue 25: `ecdp upscale` and the API, as a new user and an adversary tried them. Each test
+# failed before its fix (the docstring says how).
+
+def _rrdb_checkpoint(path, poison: float | None = None):
+    from ecdp.nets import RRDBNet
+
+    net = {"features": 8, "growth": 4, "blocks": 1}
+    rrdb = RRDBNet(scale=4, **net)
+    state = rrdb.state_dict()
+    if poison is not None:
+        name = next(k for k, v in state.items() if v.dtype.is_floating_point and v.dim() > 1)
+        state[name] = state[name].clone()
+        state[name].view(-1)[0] = poison
+    save_checkpoint(path, step=1, state=state, ema=state,
+                    meta={"kind": "rrdbnet", "scale": 4, "net": net, "budget": "test"})
+    return path
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_a_non_finite_weight_is_an_error_not_a_black_image(tiny_ecdp, tmp_path, capsys, poison):
+    """Before: a checkpoint with one NaN (or overflowing) weight gave an all-black image, rc 0
+    (RRDB, SRDiff, SR3). Now one check for every method, before anything is written."""
+    _lr_png(tmp_path / "in.png")
+    rrdb = _rrdb_checkpoint(tmp_path / "rrdb.pt", poison)
+    model = tiny_ecdp()
+    with torch.no_grad():
+        model.unet.conv_in.weight[0, 0, 0, 0] = poison
+    ecdp = _checkpoint(tmp_path, model)
+    for ckpt in (rrdb, ecdp):
+        assert cli(["upscale", str(tmp_path / "in.png"), str(tmp_path / "o.png"),
+                    "--checkpoint", str(ckpt), "--sampling", "{solver: euler, nfe: 2}"
+                    if ckpt == ecdp else "{}"]) == 1
+        err = capsys.readouterr().err
+        assert "NaN or infinite" in err or "non-finite values" in err, err
+        assert not (tmp_path / "o.png").exists()
+
+
+def test_upscale_applies_the_exif_orientation(tmp_path, capsys):
+    """Before: a phone JPEG tagged 'rotate 90' came out a quarter turn from how viewers show
+    it (the pixels were read as stored)."""
+    stored = (np.random.default_rng(0).random((10, 14, 3)) * 255).astype(np.uint8)
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to view
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    assert cli(["upscale", str(tmp_path / "phone.jpg"), str(tmp_path / "o.png"),
+                "--checkpoint", str(_rrdb_checkpoint(tmp_path / "rrdb.pt"))]) == 0
+    assert Image.open(tmp_path / "o.png").size == (40, 56)  # (W, H): shown 10 wide, 14 high
+
+
+def test_upscale_checks_the_output_folder_and_overlap_before_sampling(tmp_path, capsys):
+    """Before: an unwritable output was found after the whole solve (a PermissionError
+    traceback); a negative --overlap left black bands with rc 0."""
+    _lr_png(tmp_path / "in.png")
+    rrdb = str(_rrdb_checkpoint(tmp_path / "rrdb.pt"))
+    (tmp_path / "a-file").write_text("not a folder")
+    cases = {(str(tmp_path / "a-file" / "o.png"),): "cannot write here",
+             (str(tmp_path / "o.png"), "--tile", "6", "--overlap", "-2"):
+                 "--overlap -2: must be 0 or more",
+             (str(tmp_path / "o.png"), "--sampling", "[1, 2]"): "give a mapping",
+             (str(tmp_path / "o.png"), "--sampling", "{steps: 4}"): "is not sampled"}
+    for args, message in cases.items():
+        assert cli(["upscale", str(tmp_path / "in.png"), *args, "--checkpoint", rrdb]) == 1
+        err = capsys.readouterr()
+        assert message in err.err and "Traceback" not in err.err and "NFE" not in err.out
+    assert not (tmp_path / "o.png").exists()
+    with pytest.raises(ValueError, match="overlap at least 0"):
+        tiled(lambda x, g: (x, 1), torch.rand(1, 3, 20, 20), scale=1, tile=8, overlap=-2)
+
+
+def test_upscale_documents_every_option_and_chooses_the_sampler(tiny_ecdp, tmp_path, capsys):
+    """Before: no help for --checkpoint, --seed, --weights; SR3 always ran its full chain."""
+    from suite.cli import build_parser
+
+    upscale = build_parser()._subparsers._group_actions[0].choices["upscale"]
+    for action in upscale._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.option_strings
+    path = _checkpoint(tmp_path, tiny_ecdp())
+    _lr_png(tmp_path / "in.png", 8, 8)
+    assert cli(["upscale", str(tmp_path / "in.png"), str(tmp_path / "o.png"), "--checkpoint",
+                str(path), "--sampling", "{solver: dpmpp_2m, nfe: 3}"]) == 0
+    out = capsys.readouterr().out
+    assert "NFE 3," in out and "'solver': 'dpmpp_2m'" in out
+    assert cli(["upscale", str(tmp_path / "in.png"), str(tmp_path / "o.png"), "--checkpoint",
+                str(path), "--sampling", "{solver: dpmpp_2m, nfe: -3}"]) == 1
+    assert "sampling.nfe" in capsys.readouterr().err
+
+
+def test_the_api_names_what_it_expected(tiny_ecdp, tmp_path):
+    """Before: ECDP.load of an RRDB checkpoint raised KeyError 'parametrization'; an image
+    without its batch dimension gave a tensor-size error that named no shape."""
+    from baselines import method_from_checkpoint
+
+    with pytest.raises(ValueError, match="a 'rrdbnet' checkpoint, not an ECDP one"):
+        ECDP.load(_rrdb_checkpoint(tmp_path / "rrdb.pt"))
+    method = method_from_checkpoint(_checkpoint(tmp_path, tiny_ecdp()),
+                                    sampling={"solver": "euler", "nfe": 2})
+    with pytest.raises(ValueError, match=r"expected an LR batch of shape \(B, 3, h, w\).*"
+                                         r"got \(3, 8, 8\).*lr\[None\]"):
+        method.super_resolve(torch.rand(3, 8, 8))

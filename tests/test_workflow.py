@@ -36,6 +36,7 @@ def job_stats(out: str) -> dict[str, int]:
 
 
 SMOKE = str(ROOT / "workflow" / "presets" / "smoke.yaml")
+RESULTS = "results/sample-photos/x4"  # the default dataset and scale
 TRAINING_AND_SAMPLING = {"train_rrdb", "train_ecdp_stage1", "train_ecdp_stage2", "train_srdiff",
                          "train_sr3", "finetune_iq", "super_resolve", "timing"}
 
@@ -278,6 +279,41 @@ def test_readme_snakemake_commands_plan(tmp_path):
 
 
 @pytest.mark.slow
+def test_diffusion_baselines_with_a_non_finite_weight_stop_naming_it(smoke_run, tmp_path):
+    """Before: an SRDiff or SR3 checkpoint with one NaN weight gave all-black images and a
+    3-6 dB table row with rc 0. Now the shared check stops ``ecdp upscale`` (and the
+    workflow's sampling, which builds methods the same way) before anything is written. Also:
+    the README's ecdp-fast example, its numbers given as strings on the command line, samples."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((12, 12, 3)) * 255).astype(
+        np.uint8)).save(tmp_path / "in.png")
+    for model in ("srdiff", "sr3"):
+        ckpt = torch.load(smoke_run / RESULTS / "models" / model / "train0" / "model.pt",
+                          weights_only=False)
+        name = next(k for k, v in ckpt["ema"].items() if v.dtype.is_floating_point)
+        ckpt["ema"][name] = ckpt["ema"][name].clone().fill_(float("nan"))
+        torch.save(ckpt, tmp_path / f"{model}.pt")
+        proc = subprocess.run(["ecdp", "upscale", str(tmp_path / "in.png"),
+                               str(tmp_path / f"{model}.png"), "--checkpoint",
+                               str(tmp_path / f"{model}.pt"), "--sampling", "{steps: 2}"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and "NaN or infinite" in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / f"{model}.png").exists()
+    target = f"{RESULTS}/sr/ecdp-fast/train0/sample0.json"
+    proc = snakemake(smoke_run, "--cores", "1", target, "--configfile", SMOKE, "--config",
+                     "experiments={'ecdp-fast': {'method': 'ecdp', 'sampling': {'solver': "
+                     "'dpmpp_2m', 'nfe': '3', 'batch': '2'}}}", "run=['ecdp-fast']", check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    import json
+    manifest = json.loads((smoke_run / target).read_text())
+    assert {i["nfe"] for i in manifest["images"]} == {3}
+    assert manifest["sampling"]["solver"] == "dpmpp_2m" and manifest["sampling"]["batch"] == 2
+
+
+@pytest.mark.slow
 def test_own_images_are_evaluated_with_trained_checkpoints(smoke_run, tmp_path):
     """dataset: folder (test images only) plus checkpoints trained by another run: sampling,
     metrics and tables without training; fixing or adding an image re-scans the folder."""
@@ -371,9 +407,13 @@ def test_report_collects_tables_and_figures(smoke_run):
     snakemake(smoke_run, "--cores", "1", "--report", "report.zip", "--configfile", SMOKE)
     import zipfile
 
-    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
-    for item in ("table1.md", "table7.md", "figure5.png", "crops.png"):
+    archive = zipfile.ZipFile(smoke_run / "report.zip")
+    names = archive.namelist()
+    for item in ("table1.html", "table7.html", "figure5.png", "crops.png"):
         assert any(n.endswith(item) for n in names), (item, names[:20])
+    # Before: the tables were downloads of raw Markdown; now the report shows them as HTML.
+    page = archive.read(next(n for n in names if n.endswith("table1.html"))).decode()
+    assert "<table>" in page and "<th>PSNR" in page and "| ---" not in page
 
 
 PRESETS = ROOT / "workflow" / "presets"
@@ -679,6 +719,6 @@ def test_training_seeds_name_their_replicates(tmp_path):
     assert set(re.findall(r"models/rrdb/(train\d+)/model.pt", out)) == {"train10", "train11"}
     assert "train0/model.pt" not in out
     assert set(re.findall(r"sr/ecdp/(train\d+)/sample0.json", out)) == {"train10", "train11"}
-    old = snakemake(tmp_path, "-n", "all", "--config", "training={train_seeds: [0]}", check=False)
+    old = snakemake(tmp_path, "-n", "all", "--config", "training={seeds: [0]}", check=False)
     assert old.returncode != 0
     assert "training.seeds was renamed: use training.train_seeds" in old.stdout + old.stderr

@@ -9,6 +9,8 @@ Image policy (documented in the README):
   a protocol change.
 - 16-bit-per-channel colour PNGs (48-bit RGB, 64-bit RGBA): always refused. Pillow opens them
   as 8-bit "RGB" by dropping the low byte, so the bit depth is read from the PNG header.
+- An EXIF orientation tag (phone photos) is applied, so the image is used the way every
+  viewer shows it.
 - Corrupt or truncated files raise ``ImageError`` naming the file.
 """
 from __future__ import annotations
@@ -21,9 +23,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "read_image", "verify_checksum", "write_png", "write_image", "image_format", "sha256_file", "atomic_write_text",
+__all__ = ["ImageError", "read_image", "verify_checksum", "write_png", "write_image", "image_format", "check_writable", "sha256_file", "atomic_write_text",
            "atomic_write_bytes", "write_json", "IMAGE_SUFFIXES", "list_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
@@ -44,6 +46,7 @@ def read_image(path: str | os.PathLike, *, allow_16bit: bool = False) -> np.ndar
                     "I;16", "I;16B", "I;16L", "I"):
                 raise ImageError(f"{path}: 16 bits per channel ({mode}, 48/64-bit PNG); Pillow "
                                  "would keep only the high byte: convert it to 8 bit first")
+            im = ImageOps.exif_transpose(im)  # a no-op without an orientation tag
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 if not allow_16bit:
                     raise ImageError(f"{path}: 16-bit image (mode {mode}); convert it to 8 bit or "
@@ -116,6 +119,20 @@ def image_format(path: str | os.PathLike) -> str:
         raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use one of "
                          f"{', '.join(WRITE_FORMATS)}")
     return WRITE_FORMATS[path.suffix.lower()][0]
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """That a file can be written at ``path`` (its folder made if missing), checked before any
+    long work: an error naming the path, never a traceback after the work is done."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot write here ({e.strerror or e}): choose a writable "
+                         f"output folder") from None
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -4,8 +4,9 @@ rule table:
         reference=PAPER_YAML,
         timing=lambda w: timing_input(w.table),
     output:
-        md=report(
-            f"{RESULTS}/tables/{{table}}.md",
+        md=f"{RESULTS}/tables/{{table}}.md",
+        html=report(
+            f"{RESULTS}/tables/{{table}}.html",
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},

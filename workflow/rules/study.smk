@@ -32,8 +32,9 @@ rule sampling_report:
         expand("{results}/sampling/{experiment}.csv", results=RESULTS,
                experiment=RUN.study),
     output:
-        md=report(
-            f"{RESULTS}/tables/sampling.md",
+        md=f"{RESULTS}/tables/sampling.md",
+        html=report(
+            f"{RESULTS}/tables/sampling.html",
             caption="../report/sampling.rst",
             category="Sampling study",
         ),
