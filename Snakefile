@@ -50,6 +50,7 @@ localrules:
     sampling_study,
     frontier_report,
     frontier,
+    distilled,
 
 
 rule all:

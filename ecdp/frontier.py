@@ -34,7 +34,8 @@ from .tables import html_page, welch_p
 __all__ = ["frontier_grid", "run_frontier", "summarize_frontier", "write_frontier_table",
            "FRONTIER_METRICS", "at_equal_nfe"]
 
-FRONTIER_METRICS = ("psnr", "lr_psnr", "ssim", "lpips", "seconds", "nfe", "rms_to_reference")
+FRONTIER_METRICS = ("psnr", "lr_psnr", "ssim", "lpips", "seconds", "nfe", "rms_to_reference",
+                    "rms_to_tabled")
 QUALITY = {"psnr": ("PSNR", True), "lr_psnr": ("LR-PSNR", True), "ssim": ("SSIM", True),
            "lpips": ("LPIPS", False)}  # name, higher is better
 
@@ -78,19 +79,24 @@ def _sync(device) -> None:
 def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
                  specs: list[Sampling], tabled: Sampling, reference_tolerance: float = 1e-5,
                  lpips_weights: dict | None = None, limit: int | None = None, seed: int = 0,
-                 experiment: str = "ecdp", train_seed: int = 0,
+                 experiment: str = "ecdp", train_seed: int = 0, teacher=None,
                  progress: bool = True) -> pd.DataFrame:
     """One row per (image, sampling) for a trained diffusion ``model`` (its device): the
     ``tabled`` sampling first (``released`` True), then ``specs``; every solve from the same
-    start draw, measured against the reference solve from it."""
+    start draw, measured against the reference solve from it (``rms_to_reference``) and
+    against the tabled solve (``rms_to_tabled``). A distilled student passes ``teacher``
+    (its teacher model and the teacher's solve it was trained on): both distances are then to
+    the teacher's solves from the same draw, the student's own flow meaning nothing."""
     base, pairs = load_pairs(pairs_manifest)
     scale = pairs["scale"]
     device = next(model.parameters()).device
     lpips_model, lpips_status = load_lpips(lpips_weights or {"status": "unavailable",
                                                              "reason": "no weights given"})
-    reference = Sampled(model, parse_sampling(
-        {"solver": "dopri5", "rtol": reference_tolerance, "atol": reference_tolerance},
-        family=family, where="frontier.reference"))
+    tight = parse_sampling({"solver": "dopri5", "rtol": reference_tolerance,
+                            "atol": reference_tolerance}, family=family,
+                           where="frontier.reference")
+    reference = Sampled(teacher[0] if teacher else model, tight)
+    against = Sampled(*teacher) if teacher else None  # the tabled solve to measure against
     runs = [(tabled, True)] + [(s, False) for s in specs]
     entries = pairs["pairs"][:limit]
     rows = []
@@ -105,6 +111,8 @@ def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
                 return image_generator(seed, pair["name"], device=device)
 
             ref, ref_nfe = reference.super_resolve(lr, generator=start(), image=pair["name"])
+            tabled_sr = (against.super_resolve(lr, generator=start(), image=pair["name"])[0]
+                         if against is not None else None)
             bar.update()
             for sampling, released in runs:
                 sampled = Sampled(model, sampling)
@@ -113,6 +121,8 @@ def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
                 sr, nfe = sampled.super_resolve(lr, generator=start(), image=pair["name"])
                 _sync(device)
                 seconds = time.perf_counter() - begin
+                if tabled_sr is None and released:
+                    tabled_sr = sr
                 rows.append({
                     "experiment": experiment, "train_seed": train_seed, "image": pair["name"],
                     "solver": sampling.solver, "setting": _describe(sampled),
@@ -123,7 +133,9 @@ def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
                     "lpips": (lpips_distance(lpips_model, sr, hr, protocol=PAPER).item()
                               if lpips_model is not None else float("nan")),
                     "rms_to_reference": float((sr - ref).pow(2).mean().sqrt()),
-                    "reference": f"dopri5 tol {reference_tolerance:g} ({ref_nfe} NFE)",
+                    "rms_to_tabled": float((sr - tabled_sr).pow(2).mean().sqrt()),
+                    "reference": (f"{'the teacher' + chr(39) + 's ' if teacher else ''}dopri5 "
+                                  f"tol {reference_tolerance:g} ({ref_nfe} NFE)"),
                     "sampling": str(sampled.sampling), "lpips_weights": lpips_status,
                     "device": str(device), "threads": torch.get_num_threads(),
                     "lr_size": list(lr.shape[-2:]), "protocol": "paper"})
@@ -182,7 +194,7 @@ def _reps(row, metric) -> list[float]:
 
 _COLUMNS = [("NFE", "nfe", 1), ("s/image", "seconds", 3), ("PSNR", "psnr", 2),
             ("LR-PSNR", "lr_psnr", 2), ("SSIM", "ssim", 3), ("LPIPS", "lpips", 3),
-            ("RMS to reference", "rms_to_reference", 4)]
+            ("RMS to reference", "rms_to_reference", 4), ("RMS to tabled", "rms_to_tabled", 4)]
 
 
 def _cell(row, key: str, decimals: int) -> str:
@@ -207,7 +219,8 @@ def write_frontier_table(summary: pd.DataFrame, stem: str | os.PathLike, *, titl
              f"draw each (seed 0), then over {'/'.join(str(s) for s in seeds)} training "
              f"seed(s) (± their standard deviation where more than one); seconds: one run per "
              f"solve on {first.device} ({int(first.threads)} threads); RMS in [0, 1] pixel "
-             f"units to the method's own reference solve from the same draw; LPIPS: "
+             f"units to the method's own reference solve from the same draw (a student: its "
+             f"teacher's) and to its tabled solve (a student: its teacher's); LPIPS: "
              f"{first.lpips_weights}. `*` = the sampling the method's table rows use. A DDPM's "
              "fast solves run on its chain's continuous-time schedule (DPM-Solver's "
              "interpolation) and end with the denoising step, counted in the NFE.", ""]

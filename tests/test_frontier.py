@@ -88,7 +88,8 @@ def _rows():
                                  "solver": solver, "setting": setting, "released": released,
                                  "nfe": nfe, "seconds": 0.1 * nfe, "psnr": base + shift + offset,
                                  "lr_psnr": 40.0, "ssim": 0.7 + shift, "lpips": float("nan"),
-                                 "rms_to_reference": 0.01, "reference": "dopri5 tol 1e-05",
+                                 "rms_to_reference": 0.01, "rms_to_tabled": 0.0 if released
+                                 else 0.02, "reference": "dopri5 tol 1e-05",
                                  "sampling": "{}", "lpips_weights": "unavailable",
                                  "device": "cpu", "threads": 2})
     return pd.DataFrame(rows)
@@ -142,6 +143,20 @@ def test_frontier_rows_share_the_start_draw_and_score_against_the_reference(tmp_
                          specs=specs[:1], tabled=parse_sampling({"solver": "euler", "nfe": 4}),
                          reference_tolerance=1e-5, progress=False)
     assert list(again.psnr) == list(rows.psnr[rows.setting.isin(["NFE 4", "NFE 2"])])
+    assert (rows.rms_to_tabled[rows.released] == 0).all()
+    # a student is measured against its teacher's solves from the same draw
+    student = tiny_ecdp(seed=1).eval()
+    as_student = run_frontier(student, "ecdp", tmp_path / "results" / "lr" / "test.json",
+                              specs=[], tabled=parse_sampling({"solver": "euler", "nfe": 4}),
+                              teacher=(model, parse_sampling({"solver": "euler", "nfe": 4})),
+                              reference_tolerance=1e-5, progress=False)
+    assert as_student.reference.iloc[0].startswith("the teacher's dopri5 tol 1e-05")
+    assert (as_student.rms_to_tabled > 0).all()
+    teacher_self = run_frontier(model, "ecdp", tmp_path / "results" / "lr" / "test.json",
+                                specs=[], tabled=parse_sampling({"solver": "euler", "nfe": 4}),
+                                teacher=(model, parse_sampling({"solver": "euler", "nfe": 4})),
+                                reference_tolerance=1e-5, progress=False)
+    assert (teacher_self.rms_to_tabled == 0).all()  # the teacher's own solve: distance 0
 
 
 def test_a_student_learns_its_teachers_solve(tmp_path, tiny_ecdp):

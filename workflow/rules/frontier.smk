@@ -61,3 +61,11 @@ rule frontier_report:
 rule frontier:
     input:
         rules.frontier_report.output,
+
+
+# The distilled students' table alone (its rows "not run" unless the students are in `run`):
+# snakemake --cores all distilled --config 'run=[ecdp, ecdp-distilled-1, ecdp-distilled-2,
+# ecdp-distilled-4]'
+rule distilled:
+    input:
+        [f"{RESULTS}/tables/distilled.md"] if "distilled" in RUN.tables else [],
