@@ -3,9 +3,9 @@
 import os
 
 import yaml
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from ecdp.config import coerce_overrides
+from suite.run import prepare_config
 
 min_version("9.0")
 
@@ -13,11 +13,9 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-SCHEMA = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
-config.update(coerce_overrides(config, yaml.safe_load(open(SCHEMA))))  # nested --config values
-# A preset drops a table of config.yaml with `name: null` (presets merge into config.yaml).
-config["tables"] = {k: v for k, v in config.get("tables", {}).items() if v is not None}
-validate(config, SCHEMA)
+SCHEMA_PATH = os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+SCHEMA = yaml.safe_load(open(SCHEMA_PATH))
+config.update(prepare_config(config, SCHEMA_PATH))  # typed, checked, defaults filled
 
 
 report: "workflow/report/workflow.rst"
@@ -32,6 +30,23 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/study.smk"
+
+
+# Seconds-long bookkeeping runs on the submitting host, never queued (each SLURM job costs
+# 20-30 s of start-up); so do the downloads, since compute nodes often have no network.
+localrules:
+    all,
+    fetch_weights,
+    prepare_dataset,
+    degrade,
+    aggregate,
+    aggregate_timing,
+    table,
+    crop_grid,
+    figure8,
+    quality_vs_cost,
+    sampling_report,
+    sampling_study,
 
 
 rule all:

@@ -2,12 +2,12 @@
 
 Both are measured on tensors that hold no data. ``forward_flops`` builds a method's network on
 PyTorch's meta device and counts one forward pass with ``FlopCounterMode`` (well under a second,
-even for SR3's 97.8M U-Net); the scheduler requests (``ecdp.resources``) are built from it.
+even for SR3's 97.8M U-Net); the scheduler requests (``suite.resources``) are built from it.
 ``training_peak`` and ``sampling_peak`` build it under ``FakeTensorMode`` (fake CPU tensors:
 autograd needs a real device behind fake CUDA ones; the tensors' sizes do not depend on it) and
 follow every tensor a training step or a network evaluation creates and
 frees with PyTorch's ``MemTracker``: its peak is what the GPU's caching allocator must hold,
-before its own overheads (``ecdp.memory.planned_bytes`` adds those).
+before its own overheads (``suite.memory.planned_bytes`` adds those).
 
 What is tracked, per job kind:
 

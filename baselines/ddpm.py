@@ -114,21 +114,27 @@ class DDPMSuperResolver:
 
     stochastic = True
 
-    @property
-    def sampling(self) -> dict:
-        """How this model samples (recorded with its outputs)."""
-        return {"solver": "ancestral", "steps": self.sample_steps or self.schedule.steps}
+    def sampling_keywords(self, sampling) -> dict:
+        """``sample``'s keywords for a ``ecdp.sampling.Sampling`` of the ddpm family (its
+        ``steps``: None is the whole chain, as released)."""
+        if sampling.family != "ddpm":
+            raise ValueError(f"{sampling.where}: {self.name} samples its ancestral chain "
+                             f"(sampling: {{steps: N}}), not {sampling.solver}")
+        return {"steps": sampling.options_dict().get("steps")}
 
-    def sample(self, lr, *, generator=None, x_T=None, checkpoint: bool = False, **_):
-        """One ancestral sample from x_T (drawn when None) -> (image, NFE)."""
+    def sample(self, lr, *, generator=None, x_T=None, steps: int | None = None,
+               checkpoint: bool = False, image: str = "batch"):
+        """One ancestral sample from x_T (drawn when None) in ``steps`` of the chain (None: all,
+        as released) -> (image, NFE)."""
         eps_fn = self.eps_fn(lr)
         shape = (lr.shape[0], 3, lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
         x_T = randn_like(lr.new_empty(shape), generator) if x_T is None else x_T
         x0, nfe = ancestral_sample(eps_fn, self.schedule, x_T, generator=generator,
-                                   steps=self.sample_steps, checkpoint=checkpoint)
+                                   steps=steps, checkpoint=checkpoint)
         return self.to_image(lr, x0), nfe
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
                       image: str = "batch") -> tuple[torch.Tensor, int]:
+        """SuperResolver interface, the whole released chain."""
         sr, nfe = self.sample(lr, generator=generator)
         return sr.clamp(0, 1), nfe

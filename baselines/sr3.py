@@ -1,11 +1,11 @@
-"""SR3 (Saharia et al. 2021) as the ECDP paper trained it (METHOD.md "Baselines"), following
+"""SR3 (Saharia et al. 2021) as the ECDP paper trained it (docs/method.md, "Baselines"), following
 Janspiry's release (Image-Super-Resolution-via-Iterative-Refinement, commit 01d27a7).
 
 The bicubic-upsampled LR is concatenated before x_t, [bicubic, x_t] (6 input channels); the
 denoiser is conditioned on the continuous noise level sqrt(alpha_bar) (drawn between two
 neighbouring steps in training), embedded as WaveGrad's sinusoids of the raw level followed by
 Linear(C, 4C)-Swish-Linear(4C, C) with C = 64; linear betas 1e-6 to 1e-2 over T = 2000 steps for
-training and sampling (``sample_steps`` respaces the chain for speed); eps-prediction with an L1
+training and sampling (``sample(steps=N)`` respaces the chain for speed); eps-prediction with an L1
 loss; U-Net inner 64, multipliers [1, 2, 4, 8, 8], two blocks per level, self-attention at 16x16
 and in the middle, dropout 0.2, GroupNorm with 32 groups, orthogonal initialisation (biases
 zero). Images live in [-1, 1] inside.
@@ -65,9 +65,9 @@ class SR3(DDPMSuperResolver, nn.Module):
     name = "sr3"
 
     def __init__(self, *, scale: int, net: dict, steps: int = 2000, beta_start: float = 1e-6,
-                 beta_end: float = 1e-2, sample_steps: int | None = None):
+                 beta_end: float = 1e-2):
         super().__init__()
-        self.scale, self.sample_steps = scale, sample_steps
+        self.scale = scale
         self.unet = orthogonal_init(ScoreUNet(
             in_channels=6, out_channels=3, cond_channels=0, channels=tuple(net["channels"]),
             blocks=tuple(net["blocks"]), dropout=net.get("dropout", 0.0),
@@ -103,10 +103,8 @@ class SR3(DDPMSuperResolver, nn.Module):
         return loss, {"l1_eps": float(loss.detach())}
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",
-             sample_steps: int | None = None) -> "SR3":
+    def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu") -> "SR3":
         ckpt = load_checkpoint(path, weights=weights)
         meta = ckpt["meta"]
-        model = cls(scale=meta["scale"], net=meta["net"], **{**meta["diffusion"],
-                                                             "sample_steps": sample_steps})
+        model = cls(scale=meta["scale"], net=meta["net"], **meta["diffusion"])
         return restore(model, ckpt, weights=weights).to(device)

@@ -1,4 +1,4 @@
-"""SRDiff (Li et al. 2021) as the ECDP paper trained it (METHOD.md "Baselines").
+"""SRDiff (Li et al. 2021) as the ECDP paper trained it (docs/method.md, "Baselines").
 
 Discrete DDPM, T = 100, cosine schedule; target the residual x0 = 2 (HR - bicubic(LR)) with
 images in [-1, 1] (``RESIDUAL`` below), clipped to [-1, 1]; eps-prediction with an L1 loss;
@@ -107,8 +107,7 @@ class SRDiff(DDPMSuperResolver, nn.Module):
     name = "srdiff"
 
     def __init__(self, *, rrdb: RRDBNet, taps: tuple[int, ...], dim: int = 64,
-                 mults: tuple[int, ...] = (1, 2, 3, 4), steps: int = 100,
-                 sample_steps: int | None = None):
+                 mults: tuple[int, ...] = (1, 2, 3, 4), steps: int = 100):
         super().__init__()
         self.scale = rrdb.scale
         self.rrdb = rrdb.requires_grad_(False)  # whole, frozen: counted in the parameters
@@ -117,7 +116,6 @@ class SRDiff(DDPMSuperResolver, nn.Module):
         self.unet = SRDiffUNet(dim=dim, mults=mults, cond_channels=rrdb.trunk.features * len(taps),
                                scale=self.scale)
         self.schedule = Schedule(cosine_betas(steps))
-        self.sample_steps = sample_steps
 
     def train(self, mode: bool = True):  # the RRDB encoder stays frozen in eval mode
         super().train(mode)
@@ -150,10 +148,8 @@ class SRDiff(DDPMSuperResolver, nn.Module):
         return loss, {"l1_eps": float(loss.detach())}
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu",
-             sample_steps: int | None = None) -> "SRDiff":
+    def load(cls, path: str | os.PathLike, *, weights: str = "ema", device="cpu") -> "SRDiff":
         ckpt = load_checkpoint(path, weights=weights)
         meta = ckpt["meta"]
-        model = cls(rrdb=RRDBNet(scale=meta["scale"], **meta["rrdb_net"]),
-                    **{**meta["net"], "sample_steps": sample_steps})
+        model = cls(rrdb=RRDBNet(scale=meta["scale"], **meta["rrdb_net"]), **meta["net"])
         return restore(model, ckpt, weights=weights).to(device)

@@ -37,7 +37,7 @@ from ecdp.data.io import sha256_file  # noqa: E402
 
 SMOKE = ROOT / "workflow" / "presets" / "smoke.yaml"
 BASE = "results/sample-photos/x4"
-TARGETS = [f"{BASE}/lr/test.json"] + [f"{BASE}/models/{m}/seed0/model.pt"
+TARGETS = [f"{BASE}/lr/test.json"] + [f"{BASE}/models/{m}/train0/model.pt"
                                       for m in ("rrdb", "ecdp", "srdiff", "sr3")]
 TRAINING = ("train_rrdb.py", "train_ecdp.py", "train_srdiff.py", "train_sr3.py",
             "finetune_iq.py")
@@ -68,7 +68,7 @@ def _run(workdir: Path, targets: list[str], *extra: str) -> None:
 
 def _states(workdir: Path) -> list[str]:
     return sorted(str(p.relative_to(workdir))
-                  for p in workdir.glob(f"{BASE}/models/*/seed*/*.state"))
+                  for p in workdir.glob(f"{BASE}/models/*/train*/*.state"))
 
 
 def _killed_run(workdir: Path, targets: list[str], rng: random.Random) -> bool:
@@ -94,7 +94,7 @@ def _killed_run(workdir: Path, targets: list[str], rng: random.Random) -> bool:
 def _compare(a: Path, b: Path) -> list[str]:
     """Differences between the checkpoints of two runs (empty when bit-identical)."""
     problems = []
-    for path in sorted(a.glob(f"{BASE}/models/*/seed*/model.pt")):
+    for path in sorted(a.glob(f"{BASE}/models/*/train*/model.pt")):
         rel = path.relative_to(a)
         other = b / rel
         if not other.exists():
@@ -170,7 +170,7 @@ def main() -> None:
     problems = _compare(clean, chaos)
     left = sorted(str(p.relative_to(chaos)) for p in chaos.rglob("*.state"))
     checked, bad = _verify_manifests(chaos)
-    n = len(list(clean.glob(f"{BASE}/models/*/seed*/model.pt")))
+    n = len(list(clean.glob(f"{BASE}/models/*/train*/model.pt")))
     print(f"checkpoints compared: {n}; differing: {len(problems)}")
     for problem in problems:
         print(f"  {problem}")

@@ -29,7 +29,8 @@ from ecdp.evaluate import to_tensor
 from ecdp.metrics import PAPER, lr_psnr, psnr
 
 
-def probe(model, pairs_manifest: str | Path, steps: list[int], seed: int = 0):
+def probe(model, pairs_manifest: str | Path, steps: list[int], seed: int = 0,
+          sample_steps: int | None = None):
     """Per probed step: mean over the images of (level, eps err rms, eps bias, x0 PSNR, x0 shift);
     and of one sample per image: (PSNR, LR-PSNR, shift, bicubic PSNR, bicubic LR-PSNR); NFE."""
     pairs_path = Path(pairs_manifest)
@@ -53,7 +54,8 @@ def probe(model, pairs_manifest: str | Path, steps: list[int], seed: int = 0):
                                 float((eps_hat - eps).mean()),
                                 float(-10 * torch.log10(image_err.pow(2).mean())),
                                 float(image_err.mean())))
-            sr, nfe = model.super_resolve(lr, generator=g)
+            sr, nfe = model.sample(lr, generator=g, steps=sample_steps)
+            sr = sr.clamp(0, 1)
             bic = upsample(lr, model.scale).clamp(0, 1)
             samples.append((float(psnr(sr, hr, protocol=PAPER)),
                             float(lr_psnr(sr, lr, scale=model.scale, protocol=PAPER)),
@@ -74,10 +76,10 @@ def main() -> None:
     args = ap.parse_args()
 
     kind = load_checkpoint(args.checkpoint)["meta"]["kind"]
-    model = LOADERS[kind](args.checkpoint, sample_steps=args.sample_steps).eval()
+    model = LOADERS[kind](args.checkpoint).eval()
     T = model.schedule.steps
     steps = args.steps or sorted({round(i * (T - 1) / 7) for i in range(8)})
-    rows, s, nfe, n = probe(model, args.pairs, steps, args.seed)
+    rows, s, nfe, n = probe(model, args.pairs, steps, args.seed, args.sample_steps)
     print(f"{kind} {args.checkpoint}: {n} images, T = {T}")
     print(f"{'step':>5} {'level':>7} {'eps err rms':>11} {'eps bias':>9} {'x0 PSNR':>8} "
           f"{'x0 shift':>9}")

@@ -8,7 +8,7 @@ Prints, with random seeded weights (speed and memory do not depend on training):
 1. the device, PyTorch and CUDA versions, and whether TF32 is on (matmul and cuDNN);
 2. per method, a training step at the preset's batch and patch (RRDBNet L1, ECDP stage 1,
    SRDiff, SR3): seconds per step and the measured peak beside the memory plan's
-   (``ecdp.memory.planned_bytes`` of ``baselines.costs.training_peak``);
+   (``suite.memory.planned_bytes`` of ``baselines.costs.training_peak``);
 3. ECDP stage 2's L_IQ step backpropagated through the adjoint solve (rk4 at 8 NFE: with random
    weights the released dopri5's NFE means nothing);
 4. each method's sampler on a full-size DIV2K-like image (1356x2040 HR): seconds per network
@@ -39,10 +39,11 @@ from baselines.sr3 import SR3
 from baselines.srdiff import SRDiff
 from ecdp.features import VGGFeatures
 from ecdp.losses import image_quality_loss, l1_loss, score_matching_loss
-from ecdp.memory import TILES, planned_bytes
+from suite.memory import TILES, planned_bytes
 from ecdp.model import ECDP
 from ecdp.nets import RRDBNet
 from ecdp.samplers import make_solver
+from ecdp.sampling import Sampled, parse_sampling
 from ecdp.tiling import Tiled
 from ecdp.timing import time_method
 
@@ -207,10 +208,9 @@ def samplers(config, models, device, *, height: int, width: int, device_bytes: f
         if name == "rrdb":
             method = _RRDB(model)
         elif name == "ecdp":
-            method = model.set_sampling({"solver": "euler", "nfe": 2})
+            method = Sampled(model, parse_sampling({"solver": "euler", "nfe": 2}))
         else:
-            model.sample_steps = 2
-            method = model
+            method = Sampled(model, parse_sampling({"steps": 2}, family="ddpm"))
         kind, net = nets[name]
         planned = planned_bytes(costs.sampling_peak(kind, net, scale=s, height=height,
                                                     width=width))
@@ -252,8 +252,8 @@ class _RRDB:
 
 def timing_rule(config, model, device, *, height: int, width: int) -> None:
     lr = _image(height, width, config["scale"], device)
-    model.to(device).eval().set_sampling({"solver": "euler", "nfe": 2})
-    result = time_method(model, lr, warmup=1, repeats=2, name="gpu-check")
+    method = Sampled(model.to(device).eval(), parse_sampling({"solver": "euler", "nfe": 2}))
+    result = time_method(method, lr, warmup=1, repeats=2, name="gpu-check")
     print(f"  timing rule (time_method): ECDP euler 2 NFE, LR {result['lr_size']}: "
           f"{result['seconds']:.3f} s/image, peak {result['peak_mib']:.0f} MiB "
           f"({result['peak_kind']}), {result['device_name']}")
@@ -284,7 +284,7 @@ def ddp_step(device) -> None:
 
 def plan(preset: str, device_gib: float) -> None:
     with tempfile.TemporaryDirectory() as work:
-        proc = subprocess.run([sys.executable, "-m", "ecdp.cli", "plan", "--memory-only",
+        proc = subprocess.run([sys.executable, "-m", "suite.cli", "plan", "--memory-only",
                                "--snakefile", str(ROOT / "Snakefile"), "--directory", work,
                                "--configfile", str(ROOT / "workflow" / "presets" / preset),
                                "--device-memory", f"{device_gib:.0f}"],

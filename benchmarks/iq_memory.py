@@ -82,7 +82,7 @@ def measure_srdiff(steps: int, checkpoint: bool, patch: int, batch: int, device:
 
     torch.manual_seed(0)
     rrdb = RRDBNet(scale=4, features=32, growth=16, blocks=5, trunk_conv=True)
-    model = SRDiff(rrdb=rrdb, taps=(2, 5), dim=32, mults=(1, 2, 2), sample_steps=steps).to(device)
+    model = SRDiff(rrdb=rrdb, taps=(2, 5), dim=32, mults=(1, 2, 2)).to(device)
     features = VGGFeatures(None).to(device)
     hr = torch.rand(batch, 3, patch, patch, device=device)
     lr = torch.nn.functional.avg_pool2d(hr, 4)
@@ -90,7 +90,7 @@ def measure_srdiff(steps: int, checkpoint: bool, patch: int, batch: int, device:
 
     def step():
         sr, _ = model.sample(lr, x_T=noise, generator=torch.Generator().manual_seed(0),
-                             checkpoint=checkpoint)
+                             steps=steps, checkpoint=checkpoint)
         torch.nn.functional.l1_loss(features(sr), features(hr)).backward()
 
     peak = peak_of(step, device)

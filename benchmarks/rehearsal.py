@@ -286,7 +286,7 @@ def main(argv=None) -> int:
                 preset = yaml.safe_load((PRESETS / "paper-div2k.yaml").read_text())
                 saved = release_srdiff_checkpoint(Path(args.srdiff_release), preset,
                                                   base / "srdiff-release")
-                subprocess.run([sys.executable, "-m", "ecdp.cli", "import-checkpoint", "srdiff",
+                subprocess.run([sys.executable, "-m", "suite.cli", "import-checkpoint", "srdiff",
                                 str(saved),
                                 str(work / "resources" / "checkpoints" / "srdiff-div2k.pt")],
                                check=True)

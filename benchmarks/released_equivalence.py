@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from ecdp.degradation import degrade, upsample
-from ecdp.importers import (ecdp_rrdbnet_state, ecdp_trunk_state, ecdp_unet_state, import_sr3,
-                            import_srdiff)
+from baselines.importers import import_sr3, import_srdiff
+from ecdp.importers import ecdp_rrdbnet_state, ecdp_trunk_state, ecdp_unet_state
 from ecdp.losses import l1_loss, score_matching_loss
 from ecdp.model import ECDP
 from ecdp.nets import RRDBNet

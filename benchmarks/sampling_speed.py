@@ -29,7 +29,7 @@ from baselines.srdiff import SRDiff
 from ecdp.degradation import degrade
 from ecdp.model import ECDP
 from ecdp.nets import RRDBNet, count_parameters
-from ecdp.samplers import RELEASED_SAMPLING, make_solver
+from ecdp.samplers import make_solver
 
 PAPER_ECDP = {"encoder": {"features": 64, "growth": 32, "blocks": 23, "taps": [1, 8, 15, 22]},
               "unet": {"channels": [64, 128, 256, 256], "blocks": [2, 2, 2, 2],
@@ -88,10 +88,10 @@ def main() -> None:
     ecdp = ECDP.from_config(PAPER_ECDP, scale=4, sigma=0.2).to(device).eval()
     ecdp_cl = ECDP.from_config(PAPER_ECDP, scale=4, sigma=0.2).to(device).eval()
     ecdp_cl.load_state_dict(ecdp.state_dict())
-    ecdp_cl.set_sampling({**RELEASED_SAMPLING, "channels_last": True})
+    ecdp_cl.to(memory_format=torch.channels_last)
     srdiff = SRDiff(rrdb=RRDBNet(scale=4, features=64, growth=32, blocks=17, trunk_conv=True),
                     taps=(2, 5, 8, 11, 14, 17), mults=(1, 2, 3, 4)).to(device).eval()
-    sr3 = SR3(scale=4, net=PAPER_NET, sample_steps=args.sr3_steps).to(device).eval()
+    sr3 = SR3(scale=4, net=PAPER_NET).to(device).eval()
     lr = _lr(args.lr, device)
     g = torch.Generator(device=device).manual_seed(0)
     z1 = torch.randn(1, 3, 4 * args.lr, 4 * args.lr, generator=g, device=device)
@@ -106,7 +106,7 @@ def main() -> None:
         x = lr.expand(batch, -1, -1, -1)
         mu, eps_fn = _ecdp_eps_fns(model, x, cache=cache)
         z = z1.expand(batch, -1, -1, -1)
-        if model.channels_last:
+        if model is ecdp_cl:
             z = z.contiguous(memory_format=torch.channels_last)
         return solver(eps_fn, model.sde, z)
 
@@ -129,7 +129,7 @@ def main() -> None:
         "srdiff 100 steps": lambda: srdiff.sample(lr, generator=torch.Generator(device=device)
                                                   .manual_seed(1)),
         f"sr3 {args.sr3_steps} steps": lambda: sr3.sample(lr, generator=torch.Generator(
-            device=device).manual_seed(1)),
+            device=device).manual_seed(1), steps=args.sr3_steps),
     }
     for fn in cases.values():  # warm-up
         fn()

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     config = yaml.safe_load(Path(args.configfile).read_text())
     results = Path(args.results)
     print(f"LR tiles of {args.tile} px, overlap {args.overlap} px; whole test photos "
-          f"{', '.join(SPLITS['test'])}; models {results}/models/*/seed{args.train_seed}")
+          f"{', '.join(SPLITS['test'])}; models {results}/models/*/train{args.train_seed}")
     print(f"| method | PSNR whole (dB) | PSNR tiled (dB) | tiled - whole (dB) | max pixel "
           f"difference | mean abs difference |")
     print("|---|---|---|---|---|---|")
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         spec = config["experiments"][experiment]
         checkpoint = None
         if model is not None:
-            checkpoint = results / "models" / model / f"seed{args.train_seed}" / "model.pt"
+            checkpoint = results / "models" / model / f"train{args.train_seed}" / "model.pt"
             if not checkpoint.exists():
                 print(f"| {spec['label']} | not trained in this run ({checkpoint}) | | | | |")
                 continue

@@ -11,12 +11,11 @@ outputs (``save_training_state``), so a killed job resumes instead of starting o
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .data.io import FILE_MODE
+from .data.io import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "restore", "atomic_torch_save",
            "CheckpointError"]
@@ -29,16 +28,8 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, FILE_MODE)  # as open() would (mkstemp's 0600 hides weights from colleagues)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def save_checkpoint(path: str | os.PathLike, *, step: int, meta: dict, state: dict,
@@ -73,7 +64,7 @@ def restore(model: torch.nn.Module, ckpt: dict, *, weights: str, path=None):
     model.provenance = {"weights": f"{label} step {ckpt['step']}",
                         "params": sum(p.numel() for p in model.parameters()),
                         "budget": ckpt["meta"]["budget"],
-                        **({"training_seed": ckpt["meta"]["seed"]} if "seed" in ckpt["meta"]
+                        **({"train_seed": ckpt["meta"]["train_seed"]} if "train_seed" in ckpt["meta"]
                            else {}),
                         **({"checkpoint": str(path)} if path is not None else {})}
     return model.eval()

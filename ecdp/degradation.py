@@ -1,4 +1,4 @@
-"""Bicubic degradation, MATLAB-compatible (paper "Datasets"; METHOD.md "Data and evaluation protocol").
+"""Bicubic degradation, MATLAB-compatible (paper "Datasets"; docs/method.md, "Data and evaluation protocol").
 
 One resize for the whole suite: ``pyiqa.matlab_utils.imresize`` (a port of MATLAB's ``imresize``
 with antialiasing). It is used to make LR images, to compute ``mu(y)`` (bicubic upsampling) and

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .data.io import read_image, sha256_file, write_json, write_png
+from .data.io import read_image, sha256_file, verify_checksum, write_json, write_png
 from .data.pairs import load_pairs, read_pair
-from .metrics import PROTOCOLS, load_lpips, lpips_distance, lr_psnr, psnr, ssim
+from .metrics import PROTOCOLS, QUALITY, load_lpips, lpips_distance, lr_psnr, psnr, ssim
 from .rng import image_generator
 
 __all__ = ["to_tensor", "to_uint8", "super_resolve_pairs", "evaluate_sr", "summarize"]
@@ -76,7 +77,7 @@ def super_resolve_pairs(method, pairs_manifest: str | os.PathLike, out: str | os
                            "seconds": seconds, "nfe": int(nfe), "batch": len(batch)})
         bar.update(len(batch))
     bar.close()
-    manifest = {"method": method.name, "seed": seed, "device": str(device),
+    manifest = {"method": method.name, "sample_seed": seed, "device": str(device),
                 "threads": torch.get_num_threads(),
                 "pairs": str(pairs_manifest), "images": images,
                 "sampling": getattr(method, "sampling", None),
@@ -103,7 +104,9 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
         for pair in tqdm(pairs["pairs"], desc=f"evaluate {experiment}", disable=not progress):
             lr_u8, hr_u8 = read_pair(base, pair)
             info = by_name[pair["name"]]
-            sr = to_tensor(read_image(Path(sr_path).with_suffix("") / info["path"]))
+            image_path = Path(sr_path).with_suffix("") / info["path"]
+            verify_checksum(image_path, info.get("sha256"), manifest=sr_path)
+            sr = to_tensor(read_image(image_path))
             lr, hr = to_tensor(lr_u8), to_tensor(hr_u8)
             if sr.shape != hr.shape:
                 raise ValueError(f"{sr_path}: SR image {info['path']} has shape "
@@ -111,8 +114,9 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
             for name in protocols:
                 protocol = PROTOCOLS[name](scale)
                 rows.append({
-                    "experiment": experiment, "image": pair["name"], "seed": sr_manifest["seed"],
-                    "train_seed": sr_manifest.get("training_seed"),
+                    "experiment": experiment, "image": pair["name"],
+                    "sample_seed": sr_manifest["sample_seed"],
+                    "train_seed": sr_manifest.get("train_seed"),
                     "psnr": psnr(sr, hr, protocol=protocol).item(),
                     "ssim": ssim(sr, hr, protocol=protocol).item(),
                     "lpips": (lpips_distance(lpips_model, sr, hr, protocol=protocol).item()
@@ -121,7 +125,8 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                     "seconds": info["seconds"], "nfe": info["nfe"],
                     **protocol.columns(), "lpips_weights": lpips_status,
                     "scale": scale,
-                    "region": region_of(pairs, pair, sr_manifest.get("tiling")),
+                    "region": region_of(pairs, sr_manifest.get("tiling")),
+                    "hr_size": "x".join(str(v) for v in pair["hr_size"]),
                     "lr_sha256": pair["lr_sha256"],
                     "weights": sr_manifest.get("weights", "none"),
                     "budget": sr_manifest.get("budget", "none"),
@@ -138,20 +143,42 @@ def sampled_on(sr_manifest: dict) -> str:
         f", {threads} thread{'s' * (threads > 1)}" if threads else "")
 
 
-def region_of(pairs: dict, pair: dict, tiling: dict | None = None) -> str:
-    """What part of the test image a pair holds (the whole image, or the central crop) and
-    whether it was sampled in tiles."""
-    h, w = pair["hr_size"]
+def region_of(pairs: dict, tiling: dict | None = None) -> str:
+    """What part of the test images the pairs hold (whole images, or central crops) and
+    whether they were sampled in tiles; each image's HR size is its ``hr_size`` column, and
+    ``summarize`` describes them all (``describe_sizes``)."""
     if pairs.get("crop"):
-        region = f"central {h}x{w} HR crop (evaluation.crop {pairs['crop']})"
+        region = f"central HR crops of at most {pairs['crop']} px (evaluation.crop)"
     else:
-        region = f"full image ({h}x{w} HR)"
+        region = "full images"
     if tiling:
         region += f", sampled in LR tiles of {tiling['tile']} px, overlap {tiling['overlap']} px"
     return region
 
 
-METRICS = ("lpips", "psnr", "ssim", "lr_psnr", "seconds", "nfe")
+def describe_sizes(sizes) -> str:
+    """Every evaluated image's HR size ("HxW", one per image): each size with its count when
+    there are at most four, else the count and the ranges of heights and widths."""
+    counts = Counter(sizes)
+    n = sum(counts.values())
+    if len(counts) <= 4:
+        return "HR " + ", ".join(f"{size} ({c} image{'s' * (c > 1)})"
+                                 for size, c in sorted(counts.items()))
+    hs, ws = zip(*((int(v) for v in size.split("x")) for size in counts))
+    return (f"HR {min(hs)}-{max(hs)} x {min(ws)}-{max(ws)} px ({n} images, {len(counts)} "
+            f"sizes)")
+
+
+def _regions(rows: pd.DataFrame) -> str:
+    """The region line of one experiment: its region(s) and the sizes of every image."""
+    images = rows.drop_duplicates("image")
+    text = "; ".join(dict.fromkeys(images["region"]))
+    if "hr_size" in images:
+        text += f", {describe_sizes(images['hr_size'])}"
+    return text
+
+
+METRICS = (*QUALITY, "seconds", "nfe")  # per image, as summarize averages them
 
 
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -168,7 +195,8 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     keys = ["experiment", "protocol_name"]
     per_image = per_image.assign(train_seed=per_image.get("train_seed", pd.Series(
         float("nan"), index=per_image.index)).fillna(-1).astype(int))
-    per_run = per_image.groupby(keys + ["train_seed", "seed"], sort=False)[list(METRICS)].mean()
+    per_run = per_image.groupby(keys + ["train_seed", "sample_seed"],
+                                sort=False)[list(METRICS)].mean()
     per_train = per_run.groupby(level=keys + ["train_seed"], sort=False).mean()
     by_exp = per_train.groupby(level=keys, sort=False)
     mean = by_exp.mean().add_suffix("_mean")
@@ -180,13 +208,16 @@ def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     std = pd.DataFrame({f"{m}_std": train_std[f"{m}_train_std"].where(
         n_train > 1, sample_std[f"{m}_sample_std"]) for m in METRICS})
     replicates = by_exp.agg(lambda v: ";".join(f"{x:.6g}" for x in v)).add_suffix("_replicates")
-    described = [c for c in ("lpips_weights", "weights", "budget", "region", "sampled_on")
+    described = [c for c in ("lpips_weights", "weights", "budget", "sampled_on")
                  if c in per_image]
     first = per_image.groupby(keys, sort=False)[described].first()
+    if "region" in per_image:
+        first["region"] = pd.Series({key: _regions(rows) for key, rows in
+                                     per_image.groupby(keys, sort=False)})
     if "params" in per_image:
         mean["params_m_mean"] = per_image.groupby(keys, sort=False)["params"].first() / 1e6
         mean["params_m_std"] = 0.0
-    seeds = per_image.groupby(keys, sort=False)["seed"].nunique().rename("n_seeds")
+    seeds = per_image.groupby(keys, sort=False)["sample_seed"].nunique().rename("n_sample_seeds")
     images = per_image.groupby(keys, sort=False)["image"].nunique().rename("n_images")
     return pd.concat([mean, std, train_std, sample_std, replicates, n_train, seeds, images,
                       first], axis=1).reset_index()

@@ -1,4 +1,4 @@
-"""Frozen VGG19 features for the image quality loss (paper eq. 19; METHOD.md "Image quality loss").
+"""Frozen VGG19 features for the image quality loss (paper eq. 19; docs/method.md, "Image quality loss").
 
 phi(x) = VGG19 ``features`` up to conv5_4, before its ReLU, on ImageNet-normalised input.
 Weights come from the ``fetch_weights`` cache; where they are unavailable, seeded random weights

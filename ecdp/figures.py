@@ -109,6 +109,22 @@ def validation_curves(histories: dict[str, list], metric: str = "psnr", *,
 MARKERS = "osD^v<>pPX*h"
 
 
+def log_axis(ax, values, axis: str = "x") -> None:
+    """A log axis whose labels stay legible over any range of ``values``: ticks at 1, 2 and 5
+    per decade (1 only beyond two decades) written as plain numbers, no minor labels
+    (matplotlib labels the minor ticks of a narrow log range, which then overlap)."""
+    from matplotlib import ticker
+
+    getattr(ax, f"set_{axis}scale")("log")
+    values = [float(v) for v in values if v and v > 0]
+    decades = math.log10(max(values) / min(values)) if values else 0
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(ticker.LogLocator(
+        base=10, subs=(1.0,) if decades > 2 else (1.0, 2.0, 5.0), numticks=12))
+    target.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(ticker.NullFormatter())
+
+
 def quality_vs_cost(summary: pd.DataFrame, timing: pd.DataFrame, *, protocol: str = "paper",
                     labels: dict[str, str] | None = None) -> plt.Figure:
     """Quality (rows: PSNR, LPIPS if measured) against s/image and NFE (columns); one marker
@@ -126,7 +142,8 @@ def quality_vs_cost(summary: pd.DataFrame, timing: pd.DataFrame, *, protocol: st
                 ax.errorbar(row[cost], row[metric], yerr=row.get(metric.replace("_mean", "_std")),
                             fmt=MARKERS[k % len(MARKERS)], ms=7, capsize=3,
                             label=(labels or {}).get(name, name))
-            ax.set_xscale("log" if (data[cost] > 0).all() else "linear")
+            if (data[cost] > 0).all():
+                log_axis(ax, data[cost])
             ax.set_xlabel(f"seconds per image ({device})" if cost == "seconds"
                           else "network evaluations per image (NFE)")
             unit = " (dB)" if metric == "psnr_mean" else ""
@@ -185,7 +202,7 @@ def sampling_curves(summary: pd.DataFrame) -> plt.Figure:
                 ax.plot(line[x], line[y], marker="o", ms=3, label=solver)
             released = rows[rows.released]
             ax.plot(released[x], released[y], "k*", ms=12, label="released dopri5 (1e-3)")
-            ax.set_xscale("log")
+            log_axis(ax, rows[x])
             if y == "rms_to_reference":
                 ax.set_yscale("log")
             ax.set_xlabel("network evaluations (NFE)" if x == "nfe"

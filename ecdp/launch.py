@@ -15,7 +15,8 @@ import sys
 
 from .train import init_distributed, resolve_device
 
-__all__ = ["torchrun_command", "torchrun_workers", "training_device"]
+__all__ = ["torchrun_command", "torchrun_workers", "training_device", "training_kwargs",
+           "run_training_job"]
 
 
 def torchrun_command(gpus: int, script: str) -> list[str]:
@@ -44,3 +45,28 @@ def training_device(device: str) -> str:
     if size > 1 and device == "cuda":
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"
     return device
+
+
+def training_kwargs(job) -> dict:
+    """A training script's ``main`` keywords from its Snakemake job (``ecdp plan`` builds the
+    same): the dataset's manifest, the ``upstream`` checkpoint and the ``weights`` status when
+    the rule has them, the output, the scale, every param (the model's science, ``seed``), the
+    device and the threads of each process."""
+    kwargs = {"dataset": job.input.dataset, "output": job.output[0],
+              "scale": int(job.wildcards.scale), "device": job.resources.device,
+              "threads": max(1, job.threads // job.resources.processes),
+              **dict(job.params.items())}
+    for name in ("upstream", "weights"):
+        if name in job.input.keys():
+            kwargs[name] = job.input[name]
+    return kwargs
+
+
+def run_training_job(job, main) -> None:
+    """Run a training rule: into its log, in ``training.gpus`` torchrun workers when more than
+    one (each worker runs the script again and lands here), ``main(**training_kwargs(job))``."""
+    from .logs import logged
+
+    with logged(job.log[0]):
+        if not torchrun_workers(job.resources.processes):
+            main(**training_kwargs(job))

@@ -1,6 +1,6 @@
 """PSNR, SSIM, LPIPS and LR-PSNR, with the evaluation protocol as an explicit argument.
 
-Two protocols (METHOD.md "Data and evaluation protocol"; USER-NEEDS.md):
+Two protocols (docs/method.md, "Data and evaluation protocol"):
 
 - ``PAPER``: RGB, no border crop, SR clamped and rounded to 8 bit; LPIPS AlexNet v0.1 on inputs
   mapped from [0, 1] to [-1, 1]; LR-PSNR = PSNR(imresize(SR, 1/s), LR) on RGB.
@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from .degradation import imresize
 
 __all__ = ["Protocol", "PAPER", "basicsr", "PROTOCOLS", "psnr", "ssim", "lr_psnr",
-           "LPIPS", "lpips_distance", "load_lpips"]
+           "LPIPS", "lpips_distance", "load_lpips", "QUALITY"]
+
+QUALITY = ("lpips", "psnr", "ssim", "lr_psnr")  # every image's quality metrics, in table order
 
 
 @dataclass(frozen=True)

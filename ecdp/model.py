@@ -4,6 +4,9 @@ Everything is in z = (x - mu) / sigma inside; samplers integrate z with the nois
 
     model = ECDP.load("ecdp.pt")           # EMA weights, config from the checkpoint
     sr, nfe = model.upscale(lr)            # lr: (B, 3, h, w) in [0, 1]; the released solve
+
+The model holds no sampling settings: ``sample`` takes its solver, and ``ecdp.sampling.Sampled``
+pairs a model with a ``Sampling`` for evaluation.
 """
 from __future__ import annotations
 
@@ -16,13 +19,10 @@ from .degradation import upsample
 from .nets import RRDBEncoder, ScoreUNet
 from .parametrization import Parametrization
 from .rng import randn_like
-from .samplers import ADAPTIVE, FIXED_STEP_EVALS, RELEASED_SAMPLING, make_solver
+from .samplers import make_solver
 from .sde import ConditionalVPSDE
 
-__all__ = ["ECDP", "BATCHABLE"]
-
-# Deterministic fixed-step solvers: an image's result does not depend on its batch.
-BATCHABLE = (*FIXED_STEP_EVALS, "dpmpp_2m", "dpm_solver_3")
+__all__ = ["ECDP"]
 
 
 class ECDP(nn.Module):
@@ -34,7 +34,6 @@ class ECDP(nn.Module):
         super().__init__()
         self.encoder, self.unet = encoder, unet
         self.sde, self.parametrization, self.scale = sde, parametrization, scale
-        self.set_sampling(None)
 
     # ------------------------------------------------------------------ construction
 
@@ -61,44 +60,27 @@ class ECDP(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, weights: str = "ema",
-             device: str | torch.device = "cpu", k: float | None = None,
-             sampling: dict | None = None) -> "ECDP":
-        """A trained model from a checkpoint written by ``ecdp.checkpoint.save_checkpoint``.
-
-        ``k`` overrides the hybrid's k; ``sampling`` is the evaluation sampler (``set_sampling``;
-        default: the released solve). Checkpoints hold no sampler: how a model is sampled is an
-        evaluation choice.
-        """
+             device: str | torch.device = "cpu", k: float | None = None) -> "ECDP":
+        """A trained model from a checkpoint written by ``ecdp.checkpoint.save_checkpoint``;
+        ``k`` overrides the hybrid's k. A checkpoint of another kind is an error naming it."""
         from .checkpoint import load_checkpoint, restore
 
         ckpt = load_checkpoint(path, weights=weights)
         meta = ckpt["meta"]
+        if meta.get("kind", "ecdp") != "ecdp":
+            raise ValueError(f"{path}: a {meta['kind']!r} checkpoint, not an ECDP one; "
+                             f"baselines.method_from_checkpoint reads any kind")
         p = Parametrization(meta["parametrization"], float(meta["k"] if k is None else k))
         model = cls.from_config(meta["model"], scale=meta["scale"], sigma=meta["sigma"],
                                 parametrization=p)
-        model = restore(model, ckpt, weights=weights, path=path).to(device)
-        return model.set_sampling(sampling)
+        return restore(model, ckpt, weights=weights, path=path).to(device)
 
-    def set_sampling(self, sampling: dict | None) -> "ECDP":
-        """How ``super_resolve`` / ``upscale`` sample: a solver spec (``make_solver``; None: the
-        released solve) plus ``temperature`` (prior scale, 1 as released), ``channels_last``
-        (memory format of the evaluation, same numbers to ~1e-6) and ``batch`` (images per solve
-        in evaluation: fixed-step solvers only, since an adaptive solver would share its steps
-        and so its NFE across the batch)."""
-        spec = dict(RELEASED_SAMPLING if sampling is None else sampling)
-        self.temperature = float(spec.pop("temperature", 1.0))
-        self.channels_last = bool(spec.pop("channels_last", False))
-        self.batch = int(spec.pop("batch", 1))
-        name = spec.get("solver", "dopri5")
-        if self.batch > 1 and name not in BATCHABLE:
-            raise ValueError(f"sampling batch {self.batch} with solver {name}: "
-                             + ("its adaptive steps (and NFE) would be shared across the batch"
-                                if name in ADAPTIVE else "its noise would depend on the batch")
-                             + f"; use batch 1 or one of {', '.join(BATCHABLE)}")
-        self.solver, self.sampling = make_solver(spec), {**spec, "temperature": self.temperature}
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)
-        return self
+    @staticmethod
+    def sampling_keywords(sampling) -> dict:
+        """``sample``'s keywords for a ``ecdp.sampling.Sampling`` (``Sampled`` calls this)."""
+        from .sampling import ecdp_keywords
+
+        return ecdp_keywords(sampling)
 
     # ------------------------------------------------------------------ the score
 
@@ -136,28 +118,28 @@ class ECDP(nn.Module):
         return temperature * randn_like(mu, generator)
 
     def sample(self, lr: torch.Tensor, *, solver=None, generator=None,
-               x1: torch.Tensor | None = None, temperature: float | None = None,
-               train_encoder: bool = False, image: str = "batch") -> tuple[torch.Tensor, int]:
-        """x_0 from the prior by ``solver`` (``ecdp.samplers.make_solver``; default this model's
-        evaluation sampler, the released solve unless ``set_sampling`` chose another).
-        x1: the prior state (x-space, like the HR), drawn from ``generator`` when None; a
-        stochastic solver draws its noise from the same generator afterwards.
+               x1: torch.Tensor | None = None, temperature: float = 1.0,
+               channels_last: bool = False, train_encoder: bool = False,
+               image: str = "batch") -> tuple[torch.Tensor, int]:
+        """x_0 from the prior by ``solver`` (``ecdp.samplers.make_solver``; default the released
+        solve). x1: the prior state (x-space, like the HR), drawn from ``generator`` with
+        ``temperature`` when None; a stochastic solver draws its noise from the same generator
+        afterwards. ``channels_last``: the solve's memory format.
 
         Differentiable: gradients reach the U-Net (through the adjoint for an adjoint solver),
         and the encoder only when ``train_encoder``. Returns (x0 (B, 3, sH, sW), NFE).
         """
-        solver = solver or self.solver
+        solver = solver or make_solver()
+        if lr.dim() != 4 or lr.shape[1] != 3:
+            raise ValueError(f"ECDP.sample: lr must be (B, 3, h, w) in [0, 1], got shape "
+                             f"{tuple(lr.shape)} (add the batch dimension with lr[None])")
         mu, feats = self.condition(lr)
         if not train_encoder:
             feats = feats.detach()
         conditioning = self.unet.condition(feats, mu.shape[-2:])  # once per sample
         sigma = self.sde.sigma
-        if x1 is None:
-            z1 = self.prior(mu, generator, self.temperature if temperature is None
-                            else temperature)
-        else:
-            z1 = (x1 - mu) / sigma
-        if self.channels_last:
+        z1 = self.prior(mu, generator, temperature) if x1 is None else (x1 - mu) / sigma
+        if channels_last:
             z1 = z1.contiguous(memory_format=torch.channels_last)
         # What the solver's function uses: the U-Net but for its conditioning convs, which act
         # once, before it, through ``conditioning`` (listing both would count them twice).
@@ -170,15 +152,17 @@ class ECDP(nn.Module):
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
                       image: str = "batch"):
-        """SuperResolver interface: (sr in [0, 1], NFE)."""
+        """SuperResolver interface with the released solve: (sr in [0, 1], NFE)."""
         sr, nfe = self.sample(lr, generator=generator, image=image)
         return sr.clamp(0, 1), nfe
 
-    def upscale(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,
-                tile: int | None = None, overlap: int = 8, progress: bool = False,
-                image: str = "batch"):
-        """Super-resolve any size; large images in overlapping LR tiles blended without seams."""
+    def upscale(self, lr: torch.Tensor, *, sampling=None,
+                generator: torch.Generator | None = None, tile: int | None = None,
+                overlap: int = 8, progress: bool = False, image: str = "batch"):
+        """Super-resolve any size with ``sampling`` (a ``Sampling`` or its config; None: the
+        released solve); large images in overlapping LR tiles blended without seams."""
+        from .sampling import Sampled, parse_sampling
         from .tiling import upscale
 
-        return upscale(self, lr, generator=generator, tile=tile, overlap=overlap,
-                       progress=progress, image=image)
+        return upscale(Sampled(self, parse_sampling(sampling)), lr, generator=generator,
+                       tile=tile, overlap=overlap, progress=progress, image=image)

@@ -1,4 +1,4 @@
-"""eps, x0 and hybrid parametrizations (paper eqs. 14-18; METHOD.md "Parametrizations").
+"""eps, x0 and hybrid parametrizations (paper eqs. 14-18; docs/method.md, "Parametrizations").
 
 The network has two heads in z = (x - mu) / sigma: ``eps_head`` and ``z0_head``. Each
 parametrization turns them into one noise prediction ``eps_hat``, from which

@@ -1,4 +1,4 @@
-"""Explicit, stable random generators (ARCHITECTURE.md: randomness from explicit generators).
+"""Explicit, stable random generators (every random number from an explicit generator).
 
 Seeds are derived by hashing their parts with SHA-256 (stable across processes, unlike
 ``hash()`` of a string), so an image's result does not depend on batch size, order or rank.

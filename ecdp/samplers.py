@@ -9,7 +9,8 @@ Every solver has one signature (k-diffusion's idea), so models take a solver, ne
     z0, nfe = solver(eps_fn, sde, z1, generator=None, adjoint_params=None, image="batch")
 
 ``eps_fn(z_t, t) -> eps_hat`` (t a 0-dim tensor); NFE counts network evaluations. A solver is
-built once, at the config boundary, by ``make_solver(spec)``; ``spec["solver"]`` is one of
+built once by ``make_solver`` from a ``Sampling`` (``ecdp.sampling``: the one parser and key
+check of a sampling config); ``SOLVERS`` says what each takes. The solvers are
 
 - ``dopri5`` (and torchdiffeq's other adaptive Runge-Kutta methods): the released solve. Time
   runs in units tau = ``time_scale`` t (released: 300, from tau = 300 down to 300 t_end = 0.1),
@@ -37,6 +38,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -47,7 +49,7 @@ from .rng import randn_like
 from .sde import ConditionalVPSDE
 
 __all__ = ["SamplerError", "FIXED_STEP_EVALS", "ADAPTIVE", "RELEASED_TIME_SCALE",
-           "RELEASED_SAMPLING", "SOLVERS", "EVALUATION_KEYS", "make_solver", "resolve_sampling",
+           "RELEASED_SAMPLING", "SOLVERS", "Solver", "check_options", "make_solver",
            "probability_flow_z",
            "dpm_solver_pp_2m", "dpm_solver_3", "reverse_sde_z", "probability_flow_sample",
            "reverse_sde_sample", "solve_in_x"]
@@ -308,61 +310,94 @@ def reverse_sde_z(eps_fn: EpsFn, sde: ConditionalVPSDE, z1: torch.Tensor, *, ste
     return z, steps
 
 
-# ---------------------------------------------------------------------- the config boundary
+# ---------------------------------------------------------------------- the solver table
 
-SOLVERS = (*ADAPTIVE, "euler", "heun", "rk4", "dpmpp_2m", "dpm_solver_3", "reverse_sde")
-_SPEC_KEYS = {"solver", "rtol", "atol", "t_end", "time_scale", "nfe", "options", "adjoint",
-              "steps", "checkpoint"}
+@dataclass(frozen=True)
+class Solver:
+    """What a solver is: its function (the one signature above), the options it takes (and
+    must have), and how it spends network evaluations."""
+
+    fn: Callable[..., tuple[torch.Tensor, int]]
+    options: frozenset
+    required: frozenset = frozenset()
+    min_nfe: int = 1           # a fixed budget's smallest value
+    adaptive: bool = False     # its steps (and NFE) follow the error: not batchable
+    stochastic: bool = False   # draws noise along the way: results depend on the batch
+
+    @property
+    def batchable(self) -> bool:
+        """Whether an image's result is the same in a batch: deterministic fixed steps."""
+        return not (self.adaptive or self.stochastic)
 
 
-def make_solver(spec: dict | None = None) -> Callable[..., tuple[torch.Tensor, int]]:
-    """A solver from its config (``RELEASED_SAMPLING`` when None), keys checked here once:
-    {solver, rtol, atol, t_end, time_scale, options, adjoint} (torchdiffeq), {solver, nfe, t_end}
-    (fixed steps, DPM-Solver), {solver: reverse_sde, steps, t_end, checkpoint}."""
-    spec = dict(RELEASED_SAMPLING if spec is None else spec)
-    unknown = set(spec) - _SPEC_KEYS
-    if unknown:
-        raise ValueError(f"unknown sampling key(s) {sorted(unknown)}; allowed: "
-                         f"{sorted(_SPEC_KEYS)}")
-    name = spec.pop("solver", "dopri5")
+_TORCHDIFFEQ = frozenset({"t_end", "time_scale", "adjoint"})
+SOLVERS = {
+    **{name: Solver(functools.partial(probability_flow_z, method=name),
+                    _TORCHDIFFEQ | {"rtol", "atol", "options"}, adaptive=True)
+       for name in ADAPTIVE},
+    **{name: Solver(functools.partial(probability_flow_z, method=name), _TORCHDIFFEQ | {"nfe"},
+                    frozenset({"nfe"}), min_nfe=FIXED_STEP_EVALS[name])
+       for name in ("euler", "heun", "rk4")},
+    "dpmpp_2m": Solver(dpm_solver_pp_2m, frozenset({"nfe", "t_end"}), frozenset({"nfe"})),
+    "dpm_solver_3": Solver(dpm_solver_3, frozenset({"nfe", "t_end"}), frozenset({"nfe"}),
+                           min_nfe=3),
+    "reverse_sde": Solver(reverse_sde_z, frozenset({"steps", "t_end", "checkpoint"}),
+                          frozenset({"steps"}), stochastic=True),
+}
+
+
+def check_options(name: str, options: dict, *, where: str = "sampling") -> dict:
+    """The options of solver ``name`` checked once, each error naming ``where`` and the key:
+    known keys only, required ones present, numbers in range. Returns them (None dropped)."""
     if name not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
-    spec = {k: v for k, v in spec.items() if v is not None}
-    t_end = spec.get("t_end", 1 / 3000)
-    _check_t_end(t_end)
+        raise ValueError(f"{where}.solver: unknown solver {name!r}; choose one of "
+                         f"{', '.join(SOLVERS)}")
+    info = SOLVERS[name]
+    options = {k: v for k, v in options.items() if v is not None}
+    extra = set(options) - info.options
+    if extra:
+        raise ValueError(f"{where}: solver {name} does not take {sorted(extra)}; it takes "
+                         f"{sorted(info.options)}")
+    missing = info.required - set(options)
+    if missing:
+        what = {"nfe": "an NFE budget (nfe)", "steps": "a number of steps (steps)"}
+        raise ValueError(f"{where}: solver {name} needs "
+                         f"{', '.join(what.get(k, k) for k in sorted(missing))}")
+    for key, value in options.items():
+        number = key in ("rtol", "atol", "t_end", "time_scale", "nfe", "steps")
+        if number and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
+        if key in ("rtol", "atol", "time_scale") and not value > 0:
+            raise ValueError(f"{where}.{key}: must be > 0, got {value}")
+        if key == "t_end" and not 0 < value < 1:
+            raise ValueError(f"{where}.t_end: must lie in (0, 1), got {value}")
+        if key in ("nfe", "steps") and (int(value) != value or value < 1):
+            raise ValueError(f"{where}.{key}: must be a whole number >= 1, got {value}")
+        if key == "nfe" and value < info.min_nfe:
+            raise ValueError(f"{where}.nfe: solver {name} needs nfe >= {info.min_nfe}, got "
+                             f"{value}")
+        if key in ("adjoint", "checkpoint") and not isinstance(value, bool):
+            raise ValueError(f"{where}.{key}: expected true or false, got {value!r}")
+    if "options" in options:
+        try:
+            _torchdiffeq_options(name, options["options"], None)
+        except ValueError as err:
+            raise ValueError(f"{where}.options: {err}") from None
+    return options
 
-    def allowed(keys):
-        extra = set(spec) - set(keys)
-        if extra:
-            raise ValueError(f"solver {name} does not take {sorted(extra)}")
 
-    if name in ADAPTIVE or name in FIXED_STEP_EVALS:
-        allowed({"rtol", "atol", "t_end", "time_scale", "nfe", "options", "adjoint"})
-        _torchdiffeq_options(name, spec.get("options"), spec.get("nfe"))  # validate now
-        return functools.partial(probability_flow_z, method=name, **spec)
-    if name in ("dpmpp_2m", "dpm_solver_3"):
-        allowed({"nfe", "t_end"})
-        if "nfe" not in spec:
-            raise ValueError(f"solver {name} needs an NFE budget (nfe)")
-        return functools.partial({"dpmpp_2m": dpm_solver_pp_2m,
-                                  "dpm_solver_3": dpm_solver_3}[name], **spec)
-    allowed({"steps", "t_end", "checkpoint"})
-    if "steps" not in spec:
-        raise ValueError("solver reverse_sde needs a number of steps")
-    return functools.partial(reverse_sde_z, **spec)
+def make_solver(spec=None) -> Callable[..., tuple[torch.Tensor, int]]:
+    """The solver of a ``Sampling`` (``ecdp.sampling.parse_sampling``) or of a plain spec
+    {solver, ...options} (None: the released solve), checked by ``check_options``."""
+    from .sampling import Sampling
 
-
-EVALUATION_KEYS = ("temperature", "channels_last", "batch")  # how a model samples, not the solver
-
-
-def resolve_sampling(defaults: dict, override: dict | None = None) -> dict:
-    """An experiment's sampling config: an override that names a ``solver`` replaces the solver
-    spec (keeping the defaults' ``temperature``, ``channels_last``, ``batch``); one that does not
-    updates it (e.g. {rtol: 1e-4})."""
-    override = dict(override or {})
-    if "solver" in override:
-        return {**{k: defaults[k] for k in EVALUATION_KEYS if k in defaults}, **override}
-    return {**defaults, **override}
+    if isinstance(spec, Sampling):
+        name, options = spec.solver, spec.options_dict()
+    else:
+        spec = dict(RELEASED_SAMPLING if spec is None else spec)
+        name = spec.pop("solver", "dopri5")
+        options = check_options(name, spec, where="sampling")
+    return functools.partial(SOLVERS[name].fn, **options)
 
 
 def solve_in_x(solver, score_fn: ScoreFn, sde: ConditionalVPSDE, mu: torch.Tensor,

@@ -1,4 +1,4 @@
-"""The conditional VP-SDE of ECDP (paper eqs. 5-13; METHOD.md "Forward process").
+"""The conditional VP-SDE of ECDP (paper eqs. 5-13; docs/method.md, "Forward process").
 
     beta(t)      = beta_min + (beta_max - beta_min) t
     alpha_bar(t) = exp(-(beta_min t + (beta_max - beta_min) t^2 / 2))

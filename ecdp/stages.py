@@ -5,8 +5,9 @@
 3. ``train_ecdp_stage2``: from the stage-1 EMA weights, L_IQ through probability flow (adjoint)
    or the reverse SDE, plus ``sm_weight`` x L_SM (0 as released); encoder frozen unless asked.
 
-Each writes a checkpoint (``ecdp.checkpoint``) with the resolved config, sigma, k and the
-training budget, and keeps its resumable state in ``{out}.state`` beside it.
+Each takes the dataset's manifest (``dataset``), writes a checkpoint (``ecdp.checkpoint``) with
+the resolved config, sigma, k and the training budget, and keeps its resumable state in
+``{out}.state`` beside it; the recipe (optimizer, schedule, EMA, state) is ``ecdp.train.fit``.
 """
 from __future__ import annotations
 
@@ -25,91 +26,20 @@ from .model import ECDP
 from .nets import RRDBEncoder, RRDBNet, count_parameters
 from .parametrization import Parametrization, select_k
 from .rng import batch_generator, make_generator, seed_torch
-from .samplers import ADAPTIVE, FIXED_STEP_EVALS, RELEASED_SAMPLING, make_solver
+from .samplers import SOLVERS, make_solver
+from .sampling import parse_sampling
 from .sde import estimate_sigma
-from .train import averaged, make_optimizer, make_scheduler, train_loop, world
+from .train import (averaged, budget_text, dataset_input, fit, patch_batches, patch_sampler,
+                    save_result)
 
-__all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet", "fit",
-           "choose_k", "patch_batches", "patch_sampler", "budget_text", "save_result",
-           "dataset_input"]
-
-
-def budget_text(history: dict, cfg: dict, device: str, prefix: str = "",
-                features: str | None = None) -> str:
-    """Steps, batch, patch, where (device, processes, threads each: a thread count changes a
-    CPU training's floating-point sums, so its bits), the hours it took, and for an L_IQ stage
-    the VGG19 ``features`` it used (published, stand-in or random)."""
-    hours = sum(h.get("seconds", 0.0) for h in history["train"]) / 3600
-    processes, threads = world()[1], torch.get_num_threads()
-    where = (f"{device}" + (f" x{processes} processes" if processes > 1 else "")
-             + f", {threads} thread{'s' * (threads > 1)}" + (" each" if processes > 1 else ""))
-    text = (f"{cfg['steps']} it x {cfg['batch_size']} @ {cfg['patch_size']}px on {where} "
-            f"({hours:.3f} h)" + (f", L_IQ on {features}" if features else ""))
-    return f"{prefix} + {text}" if prefix else text
-
-
-def rank_share(batch_size: int, rank: int, size: int) -> int:
-    """This rank's part of a batch: the remainder goes to the first ranks, so no sample is
-    dropped (``train_loop`` weights each rank's gradient by its share)."""
-    if batch_size < size:
-        raise ValueError(f"batch_size {batch_size} is smaller than the {size} processes "
-                         f"(training.gpus): every GPU needs at least one sample")
-    return batch_size // size + (rank < batch_size % size)
-
-
-def patch_batches(sampler: PatchSampler, cfg: dict, seed: int, device, draw=None):
-    """``batches(step)`` for ``train_loop``: this rank's share of the step's batch (lr, hr,
-    *draw(hr, generator)) of ``cfg["batch_size"]``. The whole batch is drawn from the step's
-    generator and sliced, so every number of processes (``training.gpus``) trains on the same
-    samples: a torchrun run differs from a one-process one only in floating-point rounding.
-    Tensors are moved to ``device``; anything else (a generator for later noise) is passed on."""
-    rank, size = world()
-    shares = [rank_share(cfg["batch_size"], r, size) for r in range(size)]
-    start = sum(shares[:rank])
-    mine = slice(start, start + shares[rank])
-
-    def batch(step: int):
-        g = batch_generator(seed, 0, step)
-        lr, hr = sampler.sample(cfg["batch_size"], g)
-        extra = draw(hr, g) if draw is not None else ()
-        return tuple(x[mine].to(device) if torch.is_tensor(x) else x
-                     for x in (lr, hr, *extra))
-
-    return batch
+__all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet",
+           "choose_k"]
 
 
 def draw_iq_noise(hr: torch.Tensor, g: torch.Generator):
     """Score-matching noise, prior noise, and a generator for a stochastic sampler's noise."""
     return (*draw_sm_noise(hr, g), torch.randn(hr.shape, generator=g),
             make_generator("sampler-noise", g.initial_seed()))
-
-
-def patch_sampler(dataset_root, split: str, cfg: dict, scale: int) -> PatchSampler:
-    """Training patches of ``cfg["patch_size"]``, augmented as ``cfg["augment"]`` (dihedral:
-    ECDP's flips and quarter turns; hflip: SR3's; none: SRDiff's); validation never augments."""
-    augment = cfg.get("augment", "dihedral") if split == "train" else "none"
-    return PatchSampler.from_dataset(dataset_root, split, patch_size=cfg["patch_size"],
-                                     scale=scale, augment=augment)
-
-
-def scheduler_for(optimizer, cfg: dict):
-    """Warm-up and milestone decay of a training recipe (``warmup``, ``milestones``)."""
-    return make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg.get("warmup", 0),
-                          milestones=tuple(cfg["milestones"]))
-
-
-def fit(step_fn, *, model, groups: list, cfg: dict, batches, out, desc: str, config: dict,
-        inputs: dict, validate=None, progress: bool = True) -> dict:
-    """One training of recipe ``cfg`` (every entry point's): Adam over ``groups`` [(params,
-    lr)], the recipe's warm-up and milestones, EMA, clipping, validation and resumable state
-    in ``{out}.state`` keyed on ``config`` and ``inputs``. Returns ``train_loop``'s result."""
-    optimizer = make_optimizer(groups)
-    return train_loop(step_fn, model=model, optimizer=optimizer,
-                      scheduler=scheduler_for(optimizer, cfg), batches=batches,
-                      steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
-                      clip_value=cfg["clip_value"], save_every=cfg["save_every"],
-                      validate=validate, validate_every=cfg.get("validate_every"),
-                      progress=progress, desc=desc, config=config, inputs=inputs)
 
 
 # ---------------------------------------------------------------------- RRDBNet
@@ -120,42 +50,24 @@ def load_rrdbnet(path: str | os.PathLike, *, weights: str = "ema") -> RRDBNet:
     return restore(RRDBNet(scale=meta["scale"], **meta["net"]), ckpt, weights=weights)
 
 
-def train_rrdbnet(*, dataset_root, out, scale: int, net: dict, cfg: dict, seed: int = 0,
+def train_rrdbnet(*, dataset, out, scale: int, net: dict, cfg: dict, seed: int = 0,
                   device: str = "cpu", progress: bool = True) -> dict:
     """net: ``RRDBNet`` arguments {features, growth, blocks, trunk_conv, init_scale, clamp,
     bicubic_skip}; cfg: {steps, batch_size, patch_size, lr, warmup, milestones, ema_decay (None:
     no EMA), clip_value, l1 ("sum" or "mean"), augment, save_every}."""
     seed_torch(seed)
     model = RRDBNet(scale=scale, **net).to(device)
-    sampler = patch_sampler(dataset_root, "train", cfg, scale)
+    sampler = patch_sampler(dataset, "train", cfg, scale)
     result = fit(lambda m, b: l1_loss(m, *b, reduction=cfg["l1"]), model=model,
                  groups=[(model.parameters(), cfg["lr"])], cfg=cfg,
                  batches=patch_batches(sampler, cfg, seed, device), out=out, desc="rrdbnet",
-                 config={"net": net, "train": cfg, "seed": seed},
-                 inputs=dataset_input(dataset_root), progress=progress)
-    meta = {"kind": "rrdbnet", "scale": scale, "net": dict(net), "train": dict(cfg), "seed": seed,
+                 config={"net": net, "train": cfg, "train_seed": seed},
+                 inputs=dataset_input(dataset), progress=progress)
+    meta = {"kind": "rrdbnet", "scale": scale, "net": dict(net), "train": dict(cfg), "train_seed": seed,
             "params": count_parameters(model),
             "budget": budget_text(result["history"], cfg, device), "history": result["history"]}
     save_result(out, result, meta)
     return meta
-
-
-def save_result(out, result, meta) -> None:
-    """The checkpoint of a finished training: raw weights and the EMA (the raw weights again,
-    recorded as such, when the recipe keeps no EMA). The training state goes once the
-    checkpoint is on disk: a forced or param-triggered re-run trains again."""
-    if world()[0] == 0:
-        meta = {**meta, "ema": result["ema"] is not None, "threads": torch.get_num_threads(),
-                "processes": world()[1]}
-        save_checkpoint(out, step=result["step"], meta=meta,
-                        state={k: v.cpu() for k, v in result["model"].state_dict().items()},
-                        ema={k: v.cpu() for k, v in averaged(result).state_dict().items()})
-        Path(f"{out}.state").unlink(missing_ok=True)
-
-
-def dataset_input(dataset_root) -> dict:
-    """The dataset manifest a training reads (its checksums name every image)."""
-    return {"dataset": Path(dataset_root) / "manifest.json"}
 
 
 # ---------------------------------------------------------------------- ECDP
@@ -200,14 +112,14 @@ def _validator(val: PatchSampler, *, seed: int, sample: dict | None = None,
     return validate
 
 
-def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_cfg: dict,
+def train_ecdp_stage1(*, dataset, rrdb_checkpoint, out, scale: int, model_cfg: dict,
                       cfg: dict, seed: int = 0, device: str = "cpu",
                       progress: bool = True) -> dict:
     """model_cfg: the resolved ``model`` config (``sde.sigma`` may be "auto", ``k`` may be
     "auto"); cfg: {steps, batch_size, patch_size, lr, lr_encoder, warmup, ema_decay, clip_value,
     save_every, validate_every}."""
     seed_torch(seed)
-    train = patch_sampler(dataset_root, "train", cfg, scale)
+    train = patch_sampler(dataset, "train", cfg, scale)
     sigma = model_cfg["sde"]["sigma"]
     if sigma == "auto":
         sigma = estimate_sigma([im.permute(1, 2, 0).numpy() for im in train.images], scale)
@@ -218,15 +130,15 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
                              parametrization=Parametrization(model_cfg["parametrization"],
                                                              1.0 if k == "auto" else float(k)))
     model.to(device)
-    val = patch_sampler(dataset_root, "val", cfg, scale)
+    val = patch_sampler(dataset, "val", cfg, scale)
     result = fit(lambda m, b: score_matching_loss(m, *b), model=model,
                  groups=[(model.unet.parameters(), cfg["lr"]),
                          (model.encoder.parameters(), cfg["lr_encoder"])], cfg=cfg,
                  batches=patch_batches(train, cfg, seed, device, draw_sm_noise), out=out,
                  validate=_validator(val, seed=seed, sample=cfg.get("validate_sample")),
                  progress=progress, desc=f"ecdp stage 1 ({model_cfg['parametrization']})",
-                 config={"model": model_cfg, "train": cfg, "seed": seed},
-                 inputs={**dataset_input(dataset_root), "rrdb": rrdb_checkpoint})
+                 config={"model": model_cfg, "train": cfg, "train_seed": seed},
+                 inputs={**dataset_input(dataset), "rrdb": rrdb_checkpoint})
     k_choice = None
     if k == "auto" and model.parametrization.kind == "hybrid":
         k, k_choice = choose_k(averaged(result), val, seed=seed)
@@ -235,7 +147,7 @@ def train_ecdp_stage1(*, dataset_root, rrdb_checkpoint, out, scale: int, model_c
     meta = {"kind": "ecdp", "stage": 1, "scale": scale, "sigma": float(sigma),
             "sigma_source": "auto (training-set estimate)" if model_cfg["sde"]["sigma"] == "auto"
             else "config", "model": resolved, "parametrization": model.parametrization.kind, "k": k,
-            "k_choice": k_choice, "train": dict(cfg), "seed": seed,
+            "k_choice": k_choice, "train": dict(cfg), "train_seed": seed,
             "params": count_parameters(model), "rrdb_budget": rrdb.provenance["budget"],
             "budget": budget_text(result["history"], cfg, device,
                               prefix=f"RRDB {rrdb.provenance['budget']}"),
@@ -250,13 +162,14 @@ def iq_solver(cfg: dict):
     if cfg["sampler"] == "sde":
         return make_solver({"solver": "reverse_sde", "steps": cfg["sde_steps"],
                             "checkpoint": True})
-    spec = dict(cfg["sample"]) if cfg["sample"] else dict(RELEASED_SAMPLING)
-    if spec.get("solver", "dopri5") in ADAPTIVE + tuple(FIXED_STEP_EVALS):
-        spec["adjoint"] = True  # memory independent of the number of steps
-    return make_solver(spec)
+    sampling = parse_sampling(cfg["sample"] or None, where="training.stage2.sample")
+    options = sampling.options_dict()
+    if "adjoint" in SOLVERS[sampling.solver].options:
+        options["adjoint"] = True  # memory independent of the number of steps
+    return make_solver({"solver": sampling.solver, **options})
 
 
-def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: dict, cfg: dict,
+def train_ecdp_stage2(*, dataset, stage1_checkpoint, out, weights_status: dict, cfg: dict,
                       k: float | str | None = None, seed: int = 0, device: str = "cpu",
                       progress: bool = True) -> dict:
     """cfg: {steps, batch_size, patch_size, lr, lr_encoder, ema_decay, clip_value, save_every,
@@ -272,7 +185,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
                              parametrization=Parametrization(kind, meta1["k"]))
     model.load_state_dict(ckpt["state"], strict=True)
     model.to(device)
-    val = patch_sampler(dataset_root, "val", cfg, scale)
+    val = patch_sampler(dataset, "val", cfg, scale)
     k_choice = meta1.get("k_choice")
     if k == "auto" and kind == "hybrid":
         k, k_choice = choose_k(model, val, seed=seed)
@@ -281,7 +194,7 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
     features, vgg = load_vgg_features(weights_status, allow_random=cfg["allow_random_vgg"],
                                       seed=seed)
     features.to(device)
-    train = patch_sampler(dataset_root, "train", cfg, scale)
+    train = patch_sampler(dataset, "train", cfg, scale)
     groups = [(model.unet.parameters(), cfg["lr"])]
     if cfg["train_encoder"]:
         groups.append((model.encoder.parameters(), cfg["lr_encoder"]))
@@ -306,9 +219,9 @@ def train_ecdp_stage2(*, dataset_root, stage1_checkpoint, out, weights_status: d
                  batches=patch_batches(train, cfg, seed, device, draw_iq_noise), out=out,
                  validate=_validator(val, seed=seed, sample=cfg.get("validate_sample")),
                  progress=progress, desc=f"ecdp stage 2 (L_IQ by {cfg['sampler']})",
-                 config={"stage1": meta1["budget"], "train": cfg, "k": k, "seed": seed,
+                 config={"stage1": meta1["budget"], "train": cfg, "k": k, "train_seed": seed,
                          "vgg": vgg},
-                 inputs={**dataset_input(dataset_root), "stage1": stage1_checkpoint})
+                 inputs={**dataset_input(dataset), "stage1": stage1_checkpoint})
     meta = {**meta1, "stage": 2, "k": model.parametrization.k, "k_choice": k_choice,
             "stage2": dict(cfg), "vgg": vgg,
             "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"],

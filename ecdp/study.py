@@ -25,7 +25,8 @@ from .data.pairs import load_pairs, read_pair
 from .evaluate import to_tensor
 from .metrics import PAPER, load_lpips, lpips_distance, lr_psnr, psnr, ssim
 from .rng import image_generator
-from .samplers import RELEASED_SAMPLING, make_solver
+from .samplers import RELEASED_SAMPLING, SOLVERS, make_solver
+from .tables import html_page
 
 __all__ = ["study_grid", "sampling_study", "summarize_study", "best_fast", "cheapest_within",
            "write_study_table", "STUDY_METRICS"]
@@ -37,9 +38,8 @@ def study_grid(*, tolerances: list[float], solvers: list[str], nfe: list[int]) -
     """The solver specs of a study: dopri5 at each rtol = atol (as released otherwise), then every
     fixed-step solver at every NFE budget it can meet."""
     grid = [{**RELEASED_SAMPLING, "rtol": tol, "atol": tol} for tol in tolerances]
-    minimum = {"rk4": 4, "heun": 2, "dpm_solver_3": 3}
     for solver in solvers:
-        grid += [{"solver": solver, "nfe": n} for n in nfe if n >= minimum.get(solver, 1)]
+        grid += [{"solver": solver, "nfe": n} for n in nfe if n >= SOLVERS[solver].min_nfe]
     return grid
 
 
@@ -59,8 +59,9 @@ def _sync(device) -> None:
 def sampling_study(model, pairs_manifest: str | os.PathLike, *, solvers: list[dict],
                    reference_tolerance: float = 1e-6, lpips_weights: dict | None = None,
                    limit: int | None = None, seed: int = 0, experiment: str = "ecdp",
-                   progress: bool = True) -> pd.DataFrame:
-    """One row per (image, solver spec) for an ECDP ``model`` (its sigma, k and device)."""
+                   temperature: float = 1.0, progress: bool = True) -> pd.DataFrame:
+    """One row per (image, solver spec) for an ECDP ``model`` (its sigma, k and device), every
+    solver from the same prior draw (scaled by ``temperature``)."""
     base, pairs = load_pairs(pairs_manifest)
     scale = pairs["scale"]
     device = next(model.parameters()).device
@@ -78,7 +79,7 @@ def sampling_study(model, pairs_manifest: str | os.PathLike, *, solvers: list[di
             lr, hr = to_tensor(lr_u8, device), to_tensor(hr_u8, device)
             mu = model.condition(lr)[0]
             x1 = mu + model.sde.sigma * model.prior(
-                mu, image_generator(seed, pair["name"], device=device), model.temperature)
+                mu, image_generator(seed, pair["name"], device=device), temperature)
             ref, ref_nfe = model.sample(lr, x1=x1, solver=reference, image=pair["name"])
             bar.update()
             for spec in solvers:
@@ -164,8 +165,9 @@ _COLUMNS = [("NFE", "nfe", 1), ("s/image", "seconds", 3), ("PSNR", "psnr", 2),
 
 
 def write_study_table(summary: pd.DataFrame, stem: str | os.PathLike, *, title: str) -> str:
-    """``stem``.csv (the summary) and ``stem``.md: one block per experiment, the released
-    dopri5 setting marked, and the best fixed-step solve at <= 10 NFE against it."""
+    """``stem``.csv (the summary), ``stem``.md and its .html (``tables.html_page``): one block
+    per experiment, the released dopri5 setting marked, and the best fixed-step solve at <= 10
+    NFE against it."""
     atomic_write_text(f"{stem}.csv", summary.to_csv(index=False))
     first = summary.iloc[0]
     lines = [f"# {title}", "",
@@ -195,4 +197,5 @@ def write_study_table(summary: pd.DataFrame, stem: str | os.PathLike, *, title: 
         lines.append("")
     text = "\n".join(lines)
     atomic_write_text(f"{stem}.md", text)
+    atomic_write_text(f"{stem}.html", html_page(text))
     return text

@@ -14,16 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from .data.io import atomic_write_text
+from .metrics import QUALITY
 
 __all__ = ["METRIC_FORMATS", "QUALITY", "build_table", "describe", "orderings",
            "replicate_means", "timing_extra", "welch_p", "write_table"]
 
 METRIC_FORMATS = {  # name: (header with its unit, decimals)
     "lpips": ("LPIPS↓", 3), "psnr": ("PSNR↑ (dB)", 2), "ssim": ("SSIM↑", 3),
-    "lr_psnr": ("LR-PSNR↑ (dB)", 2), "seconds": ("s/image↓", 3), "nfe": ("NFE", 0),
-    "params_m": ("#Params (M)", 2), "peak_mib": ("peak memory (MiB)", 0),
+    "lr_psnr": ("LR-PSNR↑ (dB)", 2), "params_m": ("#Params (M)", 2),
+    "seconds": ("s/image↓", 3), "nfe": ("NFE", 0), "peak_mib": ("peak memory (MiB)", 0),
 }
-TIMING_METRICS = ("seconds", "nfe", "peak_mib")
+TIMING_METRICS = ("seconds", "nfe", "peak_mib")  # Table 3's, from the timing rule
 # What a table's header says for its metrics (only those it shows).
 METRIC_NOTES = {
     "lpips": "LPIPS: AlexNet, lpips 0.1, inputs in [-1, 1]",
@@ -89,7 +90,6 @@ def build_table(summary: pd.DataFrame, reference: dict, *, rows: dict[str, str],
     return mark_significance(pd.DataFrame(out), compare_to)
 
 
-QUALITY = ("lpips", "psnr", "ssim", "lr_psnr")
 
 
 def replicate_means(text) -> list[float]:
@@ -178,7 +178,7 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
     if len(rows) and set(metrics) - set(TIMING_METRICS) - {"params_m"}:
         regions = "; ".join(dict.fromkeys(rows["region"])) if "region" in rows else "not recorded"
         images = "/".join(str(n) for n in dict.fromkeys(rows["n_images"]))
-        seeds = max(int(n) for n in rows["n_seeds"])
+        seeds = max(int(n) for n in rows["n_sample_seeds"])
         trains = max(int(n) for n in rows["n_train_seeds"]) if "n_train_seeds" in rows else 1
         lines.append(f"Evaluated on {images} test images, region: {regions}.")
         if "sampled_on" in rows:
@@ -190,8 +190,8 @@ def describe(summary: pd.DataFrame, experiments: list[str], metrics: list[str], 
                 f"(stochastic methods) and {trains} training seeds (trained methods); ± is the "
                 f"standard deviation (ddof 1) over the training seeds of their means " + (
                     "(the sample-seed spread is the CSV's reproduced_sample_std)." if seeds > 1
-                    else "(one sample seed per model, evaluation.seeds 1: the sample-seed spread "
-                    "is not measured; it is part of the training-seed spread)."))
+                    else "(one sample seed per model, evaluation.sample_seeds 1: the sample-seed "
+                    "spread is not measured; it is part of the training-seed spread)."))
             if compare_to:
                 lines.append(
                     f"* differs from {compare_to} at p < 0.05, ≈ does not (Welch's t-test over "
@@ -277,11 +277,26 @@ def _latex(long: pd.DataFrame, title: str, description: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def html_page(markdown_text: str) -> str:
+    """A Markdown table page as standalone HTML (Python-Markdown's tables extension): what
+    Snakemake's report shows inline, where a .md file is only a download."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    title = markdown_text.splitlines()[0].lstrip("# ") if markdown_text else ""
+    style = ("body{font-family:sans-serif;font-size:14px} table{border-collapse:collapse} "
+             "th,td{border:1px solid #ccc;padding:3px 8px} th{background:#f2f2f2}")
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
 def write_table(long: pd.DataFrame, stem: str | os.PathLike, *, title: str,
                 description: list[str] = ()) -> None:
-    """Write ``stem``.csv, .md and .tex (each atomically); ``description`` (``describe``) goes
-    under the title."""
+    """Write ``stem``.csv, .md, .tex and .html (each atomically); ``description``
+    (``describe``) goes under the title."""
     stem = Path(stem)
+    text = _markdown(long, title, list(description))
     atomic_write_text(stem.with_suffix(".csv"), long.to_csv(index=False))
-    atomic_write_text(stem.with_suffix(".md"), _markdown(long, title, list(description)))
+    atomic_write_text(stem.with_suffix(".md"), text)
+    atomic_write_text(stem.with_suffix(".html"), html_page(text))
     atomic_write_text(stem.with_suffix(".tex"), _latex(long, title, list(description)))

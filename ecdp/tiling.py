@@ -15,8 +15,9 @@ __all__ = ["tile_starts", "tiled", "upscale", "Tiled"]
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
-    if tile <= overlap:
-        raise ValueError(f"tile ({tile}) must be larger than overlap ({overlap})")
+    if overlap < 0 or tile <= overlap:
+        raise ValueError(f"tile ({tile}) must be larger than overlap ({overlap}), and overlap "
+                         f"at least 0")
     if length <= tile:
         return [0]
     stride = tile - overlap

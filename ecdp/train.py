@@ -25,12 +25,15 @@ import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from .checkpoint import atomic_torch_save
+from .checkpoint import atomic_torch_save, save_checkpoint
 from .data.io import sha256_file
+from .data.patches import PatchSampler
+from .rng import batch_generator
 
 __all__ = ["make_optimizer", "make_scheduler", "make_ema", "averaged", "train_loop",
-           "init_distributed", "resolve_device",
-           "world", "average_gradients", "NonFiniteLossError"]
+           "init_distributed", "resolve_device", "world", "average_gradients",
+           "NonFiniteLossError", "fit", "scheduler_for", "patch_batches", "patch_sampler",
+           "rank_share", "budget_text", "save_result", "dataset_input"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -203,3 +206,98 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+# ---------------------------------------------------------------------- a training recipe
+# What every training stage of the suite shares (ECDP's in ecdp.stages, the baselines' in
+# baselines.train): its batches, its recipe, its budget text and its checkpoint.
+
+def budget_text(history: dict, cfg: dict, device: str, prefix: str = "",
+                features: str | None = None) -> str:
+    """Steps, batch, patch, where (device, processes, threads each: a thread count changes a
+    CPU training's floating-point sums, so its bits), the hours it took, and for an L_IQ stage
+    the VGG19 ``features`` it used (published, stand-in or random)."""
+    hours = sum(h.get("seconds", 0.0) for h in history["train"]) / 3600
+    processes, threads = world()[1], torch.get_num_threads()
+    where = (f"{device}" + (f" x{processes} processes" if processes > 1 else "")
+             + f", {threads} thread{'s' * (threads > 1)}" + (" each" if processes > 1 else ""))
+    text = (f"{cfg['steps']} it x {cfg['batch_size']} @ {cfg['patch_size']}px on {where} "
+            f"({hours:.3f} h)" + (f", L_IQ on {features}" if features else ""))
+    return f"{prefix} + {text}" if prefix else text
+
+
+def rank_share(batch_size: int, rank: int, size: int) -> int:
+    """This rank's part of a batch: the remainder goes to the first ranks, so no sample is
+    dropped (``train_loop`` weights each rank's gradient by its share)."""
+    if batch_size < size:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {size} processes "
+                         f"(training.gpus): every GPU needs at least one sample")
+    return batch_size // size + (rank < batch_size % size)
+
+
+def patch_batches(sampler: PatchSampler, cfg: dict, seed: int, device, draw=None):
+    """``batches(step)`` for ``train_loop``: this rank's share of the step's batch (lr, hr,
+    *draw(hr, generator)) of ``cfg["batch_size"]``. The whole batch is drawn from the step's
+    generator and sliced, so every number of processes (``training.gpus``) trains on the same
+    samples: a torchrun run differs from a one-process one only in floating-point rounding.
+    Tensors are moved to ``device``; anything else (a generator for later noise) is passed on."""
+    rank, size = world()
+    shares = [rank_share(cfg["batch_size"], r, size) for r in range(size)]
+    start = sum(shares[:rank])
+    mine = slice(start, start + shares[rank])
+
+    def batch(step: int):
+        g = batch_generator(seed, 0, step)
+        lr, hr = sampler.sample(cfg["batch_size"], g)
+        extra = draw(hr, g) if draw is not None else ()
+        return tuple(x[mine].to(device) if torch.is_tensor(x) else x
+                     for x in (lr, hr, *extra))
+
+    return batch
+
+
+def patch_sampler(dataset, split: str, cfg: dict, scale: int) -> PatchSampler:
+    """Training patches of ``cfg["patch_size"]`` from the dataset whose manifest is ``dataset``,
+    augmented as ``cfg["augment"]`` (dihedral: ECDP's flips and quarter turns; hflip: SR3's;
+    none: SRDiff's); validation never augments."""
+    augment = cfg.get("augment", "dihedral") if split == "train" else "none"
+    return PatchSampler.from_dataset(Path(dataset).parent, split, patch_size=cfg["patch_size"],
+                                     scale=scale, augment=augment)
+
+
+def scheduler_for(optimizer, cfg: dict):
+    """Warm-up and milestone decay of a training recipe (``warmup``, ``milestones``)."""
+    return make_scheduler(optimizer, steps=cfg["steps"], warmup=cfg.get("warmup", 0),
+                          milestones=tuple(cfg["milestones"]))
+
+
+def fit(step_fn, *, model, groups: list, cfg: dict, batches, out, desc: str, config: dict,
+        inputs: dict, validate=None, progress: bool = True) -> dict:
+    """One training of recipe ``cfg`` (every entry point's): Adam over ``groups`` [(params,
+    lr)], the recipe's warm-up and milestones, EMA, clipping, validation and resumable state
+    in ``{out}.state`` keyed on ``config`` and ``inputs``. Returns ``train_loop``'s result."""
+    optimizer = make_optimizer(groups)
+    return train_loop(step_fn, model=model, optimizer=optimizer,
+                      scheduler=scheduler_for(optimizer, cfg), batches=batches,
+                      steps=cfg["steps"], state_path=f"{out}.state", ema_decay=cfg["ema_decay"],
+                      clip_value=cfg["clip_value"], save_every=cfg["save_every"],
+                      validate=validate, validate_every=cfg.get("validate_every"),
+                      progress=progress, desc=desc, config=config, inputs=inputs)
+
+
+def save_result(out, result, meta) -> None:
+    """The checkpoint of a finished training: raw weights and the EMA (the raw weights again,
+    recorded as such, when the recipe keeps no EMA). The training state goes once the
+    checkpoint is on disk: a forced or param-triggered re-run trains again."""
+    if world()[0] == 0:
+        meta = {**meta, "ema": result["ema"] is not None, "threads": torch.get_num_threads(),
+                "processes": world()[1]}
+        save_checkpoint(out, step=result["step"], meta=meta,
+                        state={k: v.cpu() for k, v in result["model"].state_dict().items()},
+                        ema={k: v.cpu() for k, v in averaged(result).state_dict().items()})
+        Path(f"{out}.state").unlink(missing_ok=True)
+
+
+def dataset_input(dataset) -> dict:
+    """The dataset manifest a training reads (its checksums name every image)."""
+    return {"dataset": Path(dataset)}

@@ -21,9 +21,15 @@ def tiny_ecdp():
 
     from ecdp.model import ECDP
 
-    def make(seed=0, sampling=TINY_SAMPLING, **overrides):
+    def make(seed=0, **overrides):
         torch.manual_seed(seed)
-        model = ECDP.from_config({**TINY_MODEL, **overrides}, scale=4, sigma=0.1)
-        return model.set_sampling(sampling)
+        return ECDP.from_config({**TINY_MODEL, **overrides}, scale=4, sigma=0.1)
 
     return make
+
+
+def sampled(model, spec=TINY_SAMPLING, family="ecdp"):
+    """A model paired with its sampling (``ecdp.sampling.Sampled``), the tiny solve by default."""
+    from ecdp.sampling import Sampled, parse_sampling
+
+    return Sampled(model, parse_sampling(spec, family=family))

@@ -3,6 +3,7 @@ L_IQ through the checkpointed ancestral samplers (the "++" variants)."""
 import numpy as np
 import pytest
 import torch
+from conftest import sampled
 
 from baselines import METHODS, SuperResolver, build_method
 from baselines.sr3 import PAPER_NET, SR3
@@ -65,18 +66,18 @@ def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind):
     eps = torch.randn(hr.shape, generator=g)
     if kind == "srdiff":
         model = SRDiff(rrdb=RRDBNet(scale=4, features=8, growth=4, blocks=2), taps=(0,), dim=8,
-                       mults=(1, 2), sample_steps=10)
+                       mults=(1, 2))
         assert torch.allclose(model.mu(lr), upsample(lr, 4) * 255 / 256)
         model.unet = _ExactEps(4 * (hr - model.mu(lr)),
                                lambda t, x: model.schedule.noise_level(t.long(), x))
         loss, _ = model.loss(lr, hr, t, eps)
     else:
         model = SR3(scale=4, net={"channels": [8], "blocks": [1], "time_channels": 4, "norm_groups": 4},
-                    sample_steps=10)
+                    )
         model.unet = _ExactEps(hr * 2 - 1, lambda level, x: level)
         loss, _ = model.loss(lr, hr, t, eps, torch.zeros(1))
     assert float(loss) == pytest.approx(0, abs=1e-4)
-    sr, nfe = model.super_resolve(lr, generator=g)
+    sr, nfe = sampled(model, {"steps": 10}, family="ddpm").super_resolve(lr, generator=g)
     assert nfe == 10 and torch.allclose(sr, hr, atol=1e-4)
 
 
@@ -94,7 +95,7 @@ def tiny_dataset(tmp_path_factory):
     import json
     (root / "ds" / "manifest.json").write_text(json.dumps(manifest))
     rrdb = root / "rrdb.pt"
-    train_rrdbnet(dataset_root=root / "ds", out=rrdb, scale=4,
+    train_rrdbnet(dataset=root / "ds" / "manifest.json", out=rrdb, scale=4,
                   net={"features": 8, "growth": 4, "blocks": 3},
                   cfg={**CFG, "steps": 2}, progress=False)
     return root
@@ -106,25 +107,25 @@ def _loss_fell(meta, k=5):
 
 
 def test_srdiff_trains_and_its_loss_falls(tiny_dataset):
-    meta = train_srdiff(dataset_root=tiny_dataset / "ds", rrdb_checkpoint=tiny_dataset / "rrdb.pt",
+    meta = train_srdiff(dataset=tiny_dataset / "ds" / "manifest.json", rrdb_checkpoint=tiny_dataset / "rrdb.pt",
                         out=tiny_dataset / "srdiff.pt",
                         net={"taps": (0, 2), "dim": 8, "mults": (1, 2), "steps": 100},
                         cfg={**CFG, "steps": 40}, progress=False)
     assert _loss_fell(meta)
-    model = SRDiff.load(tiny_dataset / "srdiff.pt", sample_steps=10)
+    model = SRDiff.load(tiny_dataset / "srdiff.pt")
     assert all(not p.requires_grad for p in model.rrdb.parameters())
-    sr, nfe = model.super_resolve(torch.rand(1, 3, 6, 6), generator=torch.Generator().manual_seed(0))
+    sr, nfe = sampled(model, {"steps": 10}, family="ddpm").super_resolve(torch.rand(1, 3, 6, 6), generator=torch.Generator().manual_seed(0))
     assert sr.shape == (1, 3, 24, 24) and nfe == 10
 
 
 def test_sr3_trains_and_its_loss_falls(tiny_dataset):
     net = {"channels": [8, 16], "blocks": [1, 1], "time_channels": 4, "norm_groups": 4, "attention_levels": [1],
            "mid_attention": True, "dropout": 0.0}
-    meta = train_sr3(dataset_root=tiny_dataset / "ds", out=tiny_dataset / "sr3.pt", scale=4,
+    meta = train_sr3(dataset=tiny_dataset / "ds" / "manifest.json", out=tiny_dataset / "sr3.pt", scale=4,
                      net=net, diffusion={"steps": 2000}, cfg={**CFG, "steps": 40}, progress=False)
     assert _loss_fell(meta)
-    model = SR3.load(tiny_dataset / "sr3.pt", sample_steps=8)
-    sr, nfe = model.super_resolve(torch.rand(1, 3, 6, 6), generator=torch.Generator().manual_seed(0))
+    model = SR3.load(tiny_dataset / "sr3.pt")
+    sr, nfe = sampled(model, {"steps": 8}, family="ddpm").super_resolve(torch.rand(1, 3, 6, 6), generator=torch.Generator().manual_seed(0))
     assert sr.shape == (1, 3, 24, 24) and nfe == 8
 
 
@@ -133,7 +134,7 @@ def test_plus_plus_finetuning_moves_the_denoiser(tiny_dataset, kind):
     if not (tiny_dataset / f"{kind}.pt").exists():
         pytest.skip("needs the training test of this kind first")
     before = load_checkpoint(tiny_dataset / f"{kind}.pt", weights="raw")["state"]
-    meta = finetune_iq(kind=kind, dataset_root=tiny_dataset / "ds",
+    meta = finetune_iq(kind=kind, dataset=tiny_dataset / "ds" / "manifest.json",
                        checkpoint=tiny_dataset / f"{kind}.pt", out=tiny_dataset / f"{kind}++.pt",
                        weights_status={"status": "unavailable", "reason": "offline"},
                        cfg={**CFG, "steps": 2, "iq_weight": 1.0, "allow_random_vgg": True,
@@ -161,9 +162,10 @@ def test_noise_level_probe_on_a_trained_baseline(tiny_dataset, kind):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     make_pairs(tiny_dataset / "ds", tiny_dataset / "pairs", split="val", scale=4, progress=False)
-    model = LOADERS[kind](tiny_dataset / f"{kind}.pt", sample_steps=4).eval()
+    model = LOADERS[kind](tiny_dataset / f"{kind}.pt").eval()
     steps = [0, model.schedule.steps // 2, model.schedule.steps - 1]
-    rows, sample, nfe, n = bench.probe(model, tiny_dataset / "pairs/lr/val.json", steps)
+    rows, sample, nfe, n = bench.probe(model, tiny_dataset / "pairs/lr/val.json", steps,
+                                       sample_steps=4)
     assert n == 2 and nfe == 4 and len(sample) == 5
     assert rows[0][3] > 40 and abs(rows[0][4]) < 1e-3
     levels = [rows[t][0] for t in steps]
@@ -194,17 +196,17 @@ def test_one_seed_gives_one_network_whatever_the_global_rng(tiny_dataset, tmp_pa
                  "sde": {"beta_min": 0.1, "beta_max": 20.0, "sigma": 0.1}, "k": 1.0,
                  "parametrization": "hybrid"}
     train = {
-        "rrdb": lambda out: train_rrdbnet(dataset_root=ds, out=out, scale=4, cfg=cfg,
+        "rrdb": lambda out: train_rrdbnet(dataset=ds / "manifest.json", out=out, scale=4, cfg=cfg,
                                           net={"features": 8, "growth": 4, "blocks": 3},
                                           progress=False),
-        "srdiff": lambda out: train_srdiff(dataset_root=ds, rrdb_checkpoint=rrdb, out=out,
+        "srdiff": lambda out: train_srdiff(dataset=ds / "manifest.json", rrdb_checkpoint=rrdb, out=out,
                                            net={"taps": (0, 2), "dim": 8, "mults": (1, 2),
                                                 "steps": 100}, cfg=cfg, progress=False),
-        "sr3": lambda out: train_sr3(dataset_root=ds, out=out, scale=4, diffusion={"steps": 100},
+        "sr3": lambda out: train_sr3(dataset=ds / "manifest.json", out=out, scale=4, diffusion={"steps": 100},
                                      net={"channels": [8, 16], "blocks": [1, 1],
                                           "time_channels": 4, "dropout": 0.0, "norm_groups": 4}, cfg=cfg,
                                      progress=False),
-        "ecdp": lambda out: train_ecdp_stage1(dataset_root=ds, rrdb_checkpoint=rrdb, out=out,
+        "ecdp": lambda out: train_ecdp_stage1(dataset=ds / "manifest.json", rrdb_checkpoint=rrdb, out=out,
                                               scale=4, model_cfg=model_cfg,
                                               cfg={**cfg, "lr_encoder": 1e-5,
                                                    "validate_every": None},

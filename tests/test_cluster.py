@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecdp import resources
-from ecdp.resources import request, sampling_flops, training_flops
+from suite import resources
+from suite.resources import request, sampling_flops, training_flops
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "workflow" / "profiles" / "slurm"

@@ -151,17 +151,39 @@ def test_manifest_checksums_are_verified_on_read(tmp_path):
     assert load_hr(tmp_path / "ds", entry, None).shape == (40, 44, 3)
     pairs = make_pairs(tmp_path / "ds", tmp_path / "res", split="test", scale=4, crop=16,
                        progress=False)
-    assert region_of(pairs, pairs["pairs"][0]) == "central 16x16 HR crop (evaluation.crop 16)"
+    assert region_of(pairs) == "central HR crops of at most 16 px (evaluation.crop)"
+    assert pairs["pairs"][0]["hr_size"] == [16, 16]
     base, pairs = load_pairs(tmp_path / "res" / "lr" / "test.json")
     read_pair(base, pairs["pairs"][0])
     (src / "a.png").write_bytes(_png_bytes(np.zeros((40, 44, 3), np.uint8)))
-    with pytest.raises(ImageError, match="a.png: sha256 .* differs from the manifest"):
+    with pytest.raises(ImageError, match="a.png: sha256 .* differs from .*recorded in its "
+                                         "manifest"):
         load_hr(tmp_path / "ds", entry, None)
     (tmp_path / "res" / pairs["pairs"][0]["lr"]).write_bytes(_png_bytes(np.zeros((4, 4, 3),
                                                                                   np.uint8)))
     with pytest.raises(ImageError, match="sha256 .* differs"):
         read_pair(base, pairs["pairs"][0])
-    assert region_of({"crop": None}, {"hr_size": [40, 44]}) == "full image (40x44 HR)"
+    assert region_of({"crop": None}) == "full images"
+
+
+def test_the_region_line_describes_every_image_evaluated():
+    """Before: the region named the first image's size only ("full image (300x448 HR)") when
+    images of several sizes were evaluated (the paper presets evaluate whole images)."""
+    import pandas as pd
+
+    from ecdp.evaluate import describe_sizes, summarize
+
+    sizes = ["300x448", "400x600", "424x640", "400x600"]
+    rows = pd.DataFrame([{"experiment": "e", "protocol_name": "paper", "image": f"i{i}",
+                          "sample_seed": 0, "train_seed": 0, "psnr": 1.0, "ssim": 1.0,
+                          "lpips": 0.0, "lr_psnr": 1.0, "seconds": 1.0, "nfe": 1,
+                          "region": "full images", "hr_size": size}
+                         for i, size in enumerate(sizes)])
+    region = summarize(rows)["region"].iloc[0]
+    assert region == ("full images, HR 300x448 (1 image), 400x600 (2 images), "
+                      "424x640 (1 image)")
+    many = [f"{h}x{w}" for h, w in zip(range(1000, 1060, 10), range(2000, 2060, 10))]
+    assert describe_sizes(many * 2) == "HR 1000-1050 x 2000-2050 px (12 images, 6 sizes)"
 
 
 def test_pairs_fail_on_corrupt_image_and_leave_no_manifest(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ecdp.checkpoint import load_checkpoint
-from ecdp.cli import main as cli
+from suite.cli import main as cli
 
 DATA = Path(__file__).parent / "data" / "released"
 ROOT = Path(__file__).parent.parent

@@ -169,7 +169,7 @@ def test_table_says_region_images_seeds_units_and_timing_device(tmp_path):
                             "psnr_mean": [27.0, 27.5], "psnr_std": [0.1, 0.0],
                             "lpips_weights": ["x"] * 2, "budget": ["b"] * 2,
                             "region": ["central 128x128 HR crop (evaluation.crop 128)"] * 2,
-                            "n_images": [3, 3], "n_seeds": [2, 1]})
+                            "n_images": [3, 3], "n_sample_seeds": [2, 1]})
     timing = pd.DataFrame({"experiment": ["ecdp", "rrdb"], "seconds": [1.5, 0.1], "nfe": [24, 1],
                            "peak_mib": [46.0, 0.0], "device": ["cpu", "cpu"],
                            "device_name": ["x86_64"] * 2, "threads": [2, 2],
@@ -201,24 +201,24 @@ def _tool(name: str):
     return importlib.import_module(name)
 
 
-def test_readme_results_section_is_copied_from_a_runs_tables(tmp_path):
-    update_readme = _tool("update_readme")
+def test_results_page_is_copied_from_a_runs_tables(tmp_path):
+    update_results = _tool("update_results")
 
     results = tmp_path / "results"
     (results / "tables").mkdir(parents=True)
     (results / "tables" / "table1.md").write_text("# Table 1: x\n\n| a |\n|---|\n| 1 |\n")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{update_readme.BEGIN}\nold numbers\n{update_readme.END}\nrest\n")
-    args = [str(results), "--tables", "table1", "--run-commit", "abc123", "--readme", str(readme)]
-    update_readme.main(args)
+    readme = tmp_path / "results.md"
+    readme.write_text(f"intro\n{update_results.BEGIN}\nold numbers\n{update_results.END}\nrest\n")
+    args = [str(results), "--tables", "table1", "--run-commit", "abc123", "--page", str(readme)]
+    update_results.main(args)
     text = readme.read_text()
     assert "old numbers" not in text and "### Table 1: x" in text and "| 1 |" in text
     assert "at commit abc123" in text and text.startswith("intro\n") and text.endswith("rest\n")
-    update_readme.main(args)
+    update_results.main(args)
     assert readme.read_text() == text  # idempotent
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="exactly one"):
-        update_readme.main(args)
+        update_results.main(args)
 
 
 def _replicated(means: dict[str, list[float]], sample_offsets=(0.0, 0.1)) -> pd.DataFrame:
@@ -230,7 +230,7 @@ def _replicated(means: dict[str, list[float]], sample_offsets=(0.0, 0.1)) -> pd.
             for s, ds in enumerate(sample_offsets):
                 for image, di in (("a", -0.5), ("b", 0.5)):
                     rows.append({"experiment": experiment, "protocol_name": "paper",
-                                 "image": image, "seed": s, "train_seed": t,
+                                 "image": image, "sample_seed": s, "train_seed": t,
                                  "psnr": m + ds + di, "ssim": 0.5, "lpips": np.nan,
                                  "lr_psnr": 30.0, "seconds": 1.0, "nfe": 4, "budget": "b",
                                  "weights": "w", "lpips_weights": "u", "region": "r",
@@ -247,7 +247,7 @@ def test_summary_separates_training_seed_and_sample_seed_spreads():
     assert summary["psnr_train_std"] == pytest.approx(1.0)   # ddof 1 over 20.05, 21.05, 22.05
     assert summary["psnr_sample_std"] == pytest.approx(0.05)  # ddof 0 over 0 and 0.1 offsets
     assert summary["psnr_std"] == summary["psnr_train_std"]   # the tables print this
-    assert summary["n_train_seeds"] == 3 and summary["n_seeds"] == 2
+    assert summary["n_train_seeds"] == 3 and summary["n_sample_seeds"] == 2
     assert [float(v) for v in summary["psnr_replicates"].split(";")] == pytest.approx(
         [20.05, 21.05, 22.05])
     one = summarize(_replicated({"e": [20.0]})).iloc[0]

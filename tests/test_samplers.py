@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from ecdp.samplers import (RELEASED_SAMPLING, SamplerError, make_solver, probability_flow_sample,
-                           resolve_sampling, reverse_sde_sample, solve_in_x)
+                           reverse_sde_sample, solve_in_x)
+from ecdp.sampling import merge_sampling
 from ecdp.sde import ConditionalVPSDE
 
 M, S = 0.3, 0.2  # data: x0 ~ N(M, S^2), mu = 0
@@ -207,14 +208,44 @@ def test_make_solver_checks_every_key_once():
         make_solver({"solver": "dpmpp_2m", "nfe": 8, "rtol": 1e-3})
     with pytest.raises(ValueError, match="needs an NFE budget"):
         make_solver({"solver": "dpm_solver_3"})
-    with pytest.raises(ValueError, match="unknown sampling key"):
+    with pytest.raises(ValueError, match=r"euler does not take \['method'\]"):
         make_solver({"solver": "euler", "nfe": 4, "method": "euler"})
     with pytest.raises(ValueError, match="needs nfe >= 4"):
         make_solver({"solver": "rk4", "nfe": 2})
 
 
+@pytest.mark.parametrize("spec, message", [
+    ({"rtol": -1e-3}, r"sampling.ecdp.rtol: must be > 0, got -0.001"),
+    ({"atol": 0}, r"sampling.ecdp.atol: must be > 0"),
+    ({"t_end": 1.5}, r"sampling.ecdp.t_end: must lie in \(0, 1\)"),
+    ({"solver": "euler", "nfe": "4"}, r"sampling.ecdp.nfe: expected a number, got '4'"),
+    ({"solver": "euler", "nfe": 2.5}, r"sampling.ecdp.nfe: must be a whole number"),
+    ({"solver": "dpmpp_2m", "nfe": 8, "batch": 0}, r"sampling.ecdp.batch: must be a whole"),
+    ({"temperature": -1}, r"sampling.ecdp.temperature: must be a number >= 0"),
+    ({"solver": "reverse_sde", "steps": 4, "batch": 2}, r"batch: 2 .* noise would depend"),
+])
+def test_every_sampling_value_is_checked_naming_its_key(spec, message):
+    """Before: negative dopri5 tolerances ran and were tabled; strings from --config reached
+    the solver (TypeError in every sampling job)."""
+    from ecdp.sampling import parse_sampling
+
+    with pytest.raises(ValueError, match=message):
+        parse_sampling(spec, where="sampling.ecdp")
+
+
+def test_ddpm_sampling_takes_steps_only():
+    from ecdp.sampling import parse_sampling
+
+    assert parse_sampling({"steps": 4}, family="ddpm").nfe == 4
+    assert parse_sampling(None, family="ddpm").record() == {"solver": "ancestral"}
+    with pytest.raises(ValueError, match=r"sampling.srdiff.steps: must be a whole number >= 1"):
+        parse_sampling({"steps": 0}, family="ddpm", where="sampling.srdiff")
+    with pytest.raises(ValueError, match=r"takes only 'steps', not \['nfe'\]"):
+        parse_sampling({"nfe": 4}, family="ddpm")
+
+
 def test_an_override_naming_a_solver_replaces_the_solver_spec():
     defaults = {**RELEASED_SAMPLING, "temperature": 0.8, "channels_last": True}
-    assert resolve_sampling(defaults, {"solver": "dpmpp_2m", "nfe": 10}) == {
+    assert merge_sampling(defaults, {"solver": "dpmpp_2m", "nfe": 10}) == {
         "solver": "dpmpp_2m", "nfe": 10, "temperature": 0.8, "channels_last": True}
-    assert resolve_sampling(defaults, {"rtol": 1e-4})["atol"] == 1e-3
+    assert merge_sampling(defaults, {"rtol": 1e-4})["atol"] == 1e-3

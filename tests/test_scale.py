@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from ecdp import memory
+from suite import memory
 from ecdp.tiling import Tiled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def test_a_broken_shape_fails_the_rehearsal_with_a_named_error(tmp_path):
                   "/weights/vgg19-dcbb9e9d.pth": b""}, tmp_path / "imagenet")))
         broken = tmp_path / "broken.yaml"
         broken.write_text("model:\n  encoder: {taps: [1, 8, 15, 23]}\n")
-        target = "results/div2k/x4/models/ecdp-stage1-hybrid/seed0/model.pt"
+        target = "results/div2k/x4/models/ecdp-stage1-hybrid/train0/model.pt"
         proc = subprocess.run(
             ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / "run"),
              "--cores", "2", target, "--configfile", str(PRESETS / "paper-div2k.yaml"),

@@ -14,7 +14,7 @@ def test_alpha_bar_closed_form():
     t = torch.tensor([0.0, 0.25, 0.5, 1.0])
     expected = torch.exp(-(0.1 * t + 0.5 * 19.9 * t**2))
     assert torch.allclose(sde.alpha_bar(t), expected)
-    assert sde.alpha_bar(1.0) == pytest.approx(4.3e-5, rel=0.05)  # METHOD.md: 4.3e-5
+    assert sde.alpha_bar(1.0) == pytest.approx(4.3e-5, rel=0.05)  # docs/method.md: 4.3e-5
     assert sde.beta(0.5) == pytest.approx(10.05)
 
 

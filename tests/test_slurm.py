@@ -31,7 +31,7 @@ BOUND = 900  # seconds: no run here needs more than a third of it
 # One training per method kind (RRDBNet, ECDP stages 1 and 2, SRDiff, SR3), sampling,
 # evaluation and a table, on the smoke preset's tiny models: 16 SLURM jobs.
 SUBSET = ["--configfile", SMOKE, "--config", "run=[bicubic,rrdb,srdiff,sr3,ecdp]",
-          "training={seeds: [0]}", "evaluation={seeds: 1}"]
+          "training={train_seeds: [0]}", "evaluation={sample_seeds: 1}"]
 TABLE = "results/sample-photos/x4/tables/table1.md"
 
 pytestmark = [pytest.mark.slow,
@@ -144,10 +144,10 @@ def test_subset_through_slurm_equals_the_local_run(cluster, tmp_path):
 
 
 TRAINING = ["--configfile", SMOKE, "--config",
-            "training={seeds: [0], rrdb: {steps: 1500, batch_size: 4, patch_size: 48, "
+            "training={train_seeds: [0], rrdb: {steps: 1500, batch_size: 4, patch_size: 48, "
             "save_every: 50}, srdiff_rrdb: {steps: 1500, batch_size: 4, patch_size: 48, "
             "save_every: 50}}"]
-MODELS = {name: f"results/sample-photos/x4/models/{name}/seed0/model.pt"
+MODELS = {name: f"results/sample-photos/x4/models/{name}/train0/model.pt"
           for name in ("rrdb", "srdiff-rrdb")}
 
 
@@ -165,7 +165,7 @@ def _slurm_job(env: dict, name: str) -> str | None:
 def _training_process(name: str) -> int | None:
     """PID of the rule script training ``name``: the process that holds its log file open
     (the rule script writes its own log; the snakemake process around it does not)."""
-    log = f"sample-photos_x4_{name}_seed0.log"
+    log = f"sample-photos_x4_{name}_train0.log"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -206,7 +206,7 @@ def test_scancel_and_kill_resume_to_the_uninterrupted_checkpoint(cluster, tmp_pa
     print(f"interrupted: {done}")
     assert "CANCELLED" in out and "FAILED" in out, out[-4000:]
     for name, path in MODELS.items():
-        log = (work / "logs" / "train" / f"sample-photos_x4_{name}_seed0.log").read_text()
+        log = (work / "logs" / "train" / f"sample-photos_x4_{name}_train0.log").read_text()
         resumed = re.findall(r"resumed from step (\d+) of 1500", log)
         print(f"{name}: {done[name]}, then resumed from step {resumed}")
         assert resumed and 0 < int(resumed[0]) < 1500, log[-3000:]
@@ -223,15 +223,15 @@ def test_two_process_training_is_one_job_with_torchrun(cluster, tmp_path):
     run's (the same samples per step, see patch_batches) up to float rounding."""
     model = MODELS["rrdb"]
     config = ["--configfile", SMOKE, "--config",
-              "training={seeds: [0], device: cpu, gpus: 2, rrdb: {steps: 4, batch_size: 4}}"]
+              "training={train_seeds: [0], device: cpu, gpus: 2, rrdb: {steps: 4, batch_size: 4}}"]
     _, out = snakemake(tmp_path / "slurm", model, *config, env=cluster.env)
     lines = [x for x in sbatch_lines(out) if "rule_train_rrdb" in x]
     print("sbatch:", *lines, sep="\n  ")
     assert len(lines) == 1 and "--cpus-per-task=2" in lines[0] and "--gpus" not in lines[0]
-    log = (tmp_path / "slurm" / "logs" / "train" / "sample-photos_x4_rrdb_seed0.log").read_text()
+    log = (tmp_path / "slurm" / "logs" / "train" / "sample-photos_x4_rrdb_train0.log").read_text()
     assert "launching 2 workers" in log, log[-2000:]
     single = ["--configfile", SMOKE, "--config",
-              "training={seeds: [0], device: cpu, gpus: 0, rrdb: {steps: 4, batch_size: 4}}"]
+              "training={train_seeds: [0], device: cpu, gpus: 0, rrdb: {steps: 4, batch_size: 4}}"]
     snakemake(tmp_path / "local", model, *single, env=cluster.env, slurm=False)
     two, one = (state_tensors(tmp_path / w / model) for w in ("slurm", "local"))
     worst = max(float((two[k] - one[k]).abs().max()) for k in one)

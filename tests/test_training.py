@@ -173,7 +173,7 @@ def _worker(rank, world, init_file, out_dir, conftest_dir, b):
     opt = torch.optim.SGD(model.parameters(), lr=1e-2)  # linear in the gradient (Adam's first
     # step, g / (|g| + eps), turns rounding in near-zero gradients into whole steps)
     sched = make_scheduler(opt, steps=1)
-    from ecdp.stages import rank_share
+    from ecdp.train import rank_share
 
     start = sum(rank_share(b, r, world) for r in range(rank))
     shard = tuple(x[start:start + rank_share(b, rank, world)] for x in _batch(0, b=b))
@@ -208,7 +208,7 @@ def test_ddp_two_gloo_processes_equal_one_process_full_batch(tiny_ecdp, tmp_path
 
 
 def test_rank_shares_cover_the_batch_and_refuse_an_empty_rank():
-    from ecdp.stages import rank_share
+    from ecdp.train import rank_share
 
     assert [rank_share(5, r, 2) for r in range(2)] == [3, 2]   # was 2 + 2: one sample dropped
     assert [rank_share(8, r, 3) for r in range(3)] == [3, 3, 2]
@@ -278,7 +278,7 @@ def test_state_is_keyed_on_input_files_and_logs_where_it_resumed(tiny_ecdp, tmp_
 
 
 def test_saved_result_removes_the_training_state(tiny_ecdp, tmp_path):
-    from ecdp.stages import save_result
+    from ecdp.train import save_result
 
     model = tiny_ecdp()
     out = tmp_path / "model.pt"

@@ -36,6 +36,7 @@ def job_stats(out: str) -> dict[str, int]:
 
 
 SMOKE = str(ROOT / "workflow" / "presets" / "smoke.yaml")
+RESULTS = "results/sample-photos/x4"  # the default dataset and scale
 TRAINING_AND_SAMPLING = {"train_rrdb", "train_ecdp_stage1", "train_ecdp_stage2", "train_srdiff",
                          "train_sr3", "finetune_iq", "super_resolve", "timing"}
 
@@ -124,37 +125,37 @@ def test_smoke_preset_runs_every_rule(smoke_run):
     from ecdp.checkpoint import load_checkpoint
 
     base = smoke_run / "results" / "sample-photos" / "x4"
-    meta = load_checkpoint(base / "models" / "ecdp" / "seed0" / "model.pt")["meta"]
+    meta = load_checkpoint(base / "models" / "ecdp" / "train0" / "model.pt")["meta"]
     assert meta["stage"] == 2 and meta["sigma"] == 0.2 and meta["sigma_source"] == "config"
     assert meta["k"] == 1.0 and meta["model"]["unet"]["time_scale"] == 300  # as released
     assert meta["vgg"].startswith("random VGG19 (seed 0)")
-    assert not list(base.glob("models/*/seed*/model.pt.state"))  # removed once each checkpoint was written
-    log = (smoke_run / "logs" / "train" / "sample-photos_x4_ecdp_seed0.log").read_text()
+    assert not list(base.glob("models/*/train*/model.pt.state"))  # removed once each checkpoint was written
+    log = (smoke_run / "logs" / "train" / "sample-photos_x4_ecdp_train0.log").read_text()
     assert "starting at step 0 of 2" in log and "resumed" not in log
-    assert load_checkpoint(base / "models" / "ecdp-k2" / "seed0" / "model.pt")["meta"]["k"] == 2.0
+    assert load_checkpoint(base / "models" / "ecdp-k2" / "train0" / "model.pt")["meta"]["k"] == 2.0
     # our choices, as labelled ablations: k chosen on validation data, sigma estimated
-    meta = load_checkpoint(base / "models" / "ecdp-k-auto" / "seed0" / "model.pt")["meta"]
+    meta = load_checkpoint(base / "models" / "ecdp-k-auto" / "train0" / "model.pt")["meta"]
     assert meta["k"] > 0 and len(meta["k_choice"]) == 17 and meta["sigma"] == 0.2
-    meta = load_checkpoint(base / "models" / "ecdp-sigma-auto" / "seed0" / "model.pt")["meta"]
+    meta = load_checkpoint(base / "models" / "ecdp-sigma-auto" / "train0" / "model.pt")["meta"]
     assert meta["sigma_source"].startswith("auto") and 0 < meta["sigma"] < 0.2
-    stage1 = base / "models" / "ecdp-stage1-hybrid-sigma-auto" / "seed0" / "model.pt"
+    stage1 = base / "models" / "ecdp-stage1-hybrid-sigma-auto" / "train0" / "model.pt"
     assert load_checkpoint(stage1)["meta"]["sigma"] == meta["sigma"]
     # two RRDBNets, as released: ECDP's (no trunk conv, no EMA) and SRDiff's (ESRGAN's)
-    rrdb = load_checkpoint(base / "models" / "rrdb" / "seed0" / "model.pt")["meta"]
+    rrdb = load_checkpoint(base / "models" / "rrdb" / "train0" / "model.pt")["meta"]
     assert rrdb["net"]["trunk_conv"] is False and rrdb["ema"] is False
     assert rrdb["train"]["l1"] == "sum"
-    srdiff = load_checkpoint(base / "models" / "srdiff" / "seed0" / "model.pt")["meta"]
+    srdiff = load_checkpoint(base / "models" / "srdiff" / "train0" / "model.pt")["meta"]
     assert srdiff["rrdb_net"]["trunk_conv"] is True and srdiff["net"]["taps"] == [2]
     for kind in ("srdiff", "sr3"):
-        meta = load_checkpoint(base / "models" / f"{kind}++" / "seed0" / "model.pt")["meta"]
+        meta = load_checkpoint(base / "models" / f"{kind}++" / "train0" / "model.pt")["meta"]
         assert meta["kind"] == kind and meta["vgg"].startswith("random VGG19")
     # two training-seed replicates, each trained with its own seed
-    assert load_checkpoint(base / "models" / "ecdp" / "seed1" / "model.pt")["meta"]["seed"] == 1
+    assert load_checkpoint(base / "models" / "ecdp" / "train1" / "model.pt")["meta"]["train_seed"] == 1
     per_image = pd.read_csv(base / "metrics" / "ecdp.csv")
-    assert sorted(per_image.seed.unique()) == [0, 1]
+    assert sorted(per_image.sample_seed.unique()) == [0, 1]
     assert sorted(per_image.train_seed.unique()) == [0, 1]
     assert per_image.nfe.min() == 4 and per_image.weights.str.startswith("ema step").all()
-    assert (per_image.groupby("seed").psnr.mean().diff().abs().iloc[1]) > 0  # seeds differ
+    assert (per_image.groupby("sample_seed").psnr.mean().diff().abs().iloc[1]) > 0  # seeds differ
     assert pd.read_csv(base / "metrics" / "sr3.csv").nfe.unique().tolist() == [4]
     hr = pd.read_csv(base / "metrics" / "bicubic.csv")
     assert len(hr) == 2 * 2  # 2 images x 2 protocols, one seed for a deterministic method
@@ -196,8 +197,8 @@ def test_forced_rerun_retrains_from_step_zero(smoke_run, tmp_path):
 
     work = tmp_path / "copy"
     shutil.copytree(smoke_run, work, ignore=shutil.ignore_patterns(".snakemake"))
-    target = "results/sample-photos/x4/models/ecdp-k2/seed0/model.pt"    # a stage-2 training
-    log = work / "logs" / "train" / "sample-photos_x4_ecdp-k2_seed0.log"
+    target = "results/sample-photos/x4/models/ecdp-k2/train0/model.pt"    # a stage-2 training
+    log = work / "logs" / "train" / "sample-photos_x4_ecdp-k2_train0.log"
     log.write_text("")
     snakemake(work, target, "--cores", "2", "--configfile", SMOKE, "--forcerun", target)
     text = log.read_text()
@@ -221,9 +222,28 @@ def test_table_naming_an_undefined_experiment_is_an_error(tmp_path):
     assert "tables.table1.experiments: ['ecdp-typo'] are not defined" in text
 
 
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_the_readme_is_a_manual_and_nothing_cites_a_file_outside_the_repository():
+    """README.md stays a manual (about 250 lines; the rest in docs/); no file of the repository
+    points at the shared design notes or the paper's text outside it."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+    outside = re.compile(r"\.\./shared|(?<![\w/])(METHOD|ARCHITECTURE|USER-NEEDS|STYLE)\.md")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
+    cited = [f for f in tracked if f.endswith((".py", ".md", ".smk", ".yaml", ".rst", ".toml"))
+             and outside.search((ROOT / f).read_text())]
+    assert cited == []
+    for doc in DOCS:  # every docs/ link resolves
+        for link in re.findall(r"\]\(((?:docs/)?[\w-]+\.md)\)", doc.read_text()):
+            assert (doc.parent / link).exists(), (doc.name, link)
+
+
 def _readme_snakemake_commands() -> list[str]:
-    """Every snakemake command the README shows, inline or in a block, continuations joined."""
-    text = (ROOT / "README.md").read_text().replace("\\\n", " ")
+    """Every snakemake command README.md and docs/ show, inline or in a block, continuations
+    joined."""
+    text = "\n".join(d.read_text() for d in DOCS).replace("\\\n", " ")
     inline = re.findall(r"`((?:pip install [^`&]*&& )?snakemake [^`]+)`", text)
     blocks = re.findall(r"^ {4}(snakemake .+)$", text, flags=re.M)
     fenced = re.findall(r"^(?:pip install .*?&& )?(snakemake .+)$", text, flags=re.M)
@@ -236,8 +256,8 @@ def _readme_snakemake_commands() -> list[str]:
 
 
 def test_readme_snakemake_commands_plan(tmp_path):
-    """The README's commands, copied verbatim, each dry-run from the repository root (the
-    documented `--configfile X all` used to swallow its target)."""
+    """The commands of README.md and docs/, copied verbatim, each dry-run from the repository
+    root (the documented `--configfile X all` used to swallow its target)."""
     import shlex
 
     commands = _readme_snakemake_commands()
@@ -256,6 +276,41 @@ def test_readme_snakemake_commands_plan(tmp_path):
         assert proc.returncode == 0 or missing_input or placeholder, f"{command}:\n{out[-3000:]}"
         if proc.returncode == 0:
             assert "Nothing to be done" in out or "Job stats:" in out, command
+
+
+@pytest.mark.slow
+def test_diffusion_baselines_with_a_non_finite_weight_stop_naming_it(smoke_run, tmp_path):
+    """Before: an SRDiff or SR3 checkpoint with one NaN weight gave all-black images and a
+    3-6 dB table row with rc 0. Now the shared check stops ``ecdp upscale`` (and the
+    workflow's sampling, which builds methods the same way) before anything is written. Also:
+    the README's ecdp-fast example, its numbers given as strings on the command line, samples."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((12, 12, 3)) * 255).astype(
+        np.uint8)).save(tmp_path / "in.png")
+    for model in ("srdiff", "sr3"):
+        ckpt = torch.load(smoke_run / RESULTS / "models" / model / "train0" / "model.pt",
+                          weights_only=False)
+        name = next(k for k, v in ckpt["ema"].items() if v.dtype.is_floating_point)
+        ckpt["ema"][name] = ckpt["ema"][name].clone().fill_(float("nan"))
+        torch.save(ckpt, tmp_path / f"{model}.pt")
+        proc = subprocess.run(["ecdp", "upscale", str(tmp_path / "in.png"),
+                               str(tmp_path / f"{model}.png"), "--checkpoint",
+                               str(tmp_path / f"{model}.pt"), "--sampling", "{steps: 2}"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 1 and "NaN or infinite" in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / f"{model}.png").exists()
+    target = f"{RESULTS}/sr/ecdp-fast/train0/sample0.json"
+    proc = snakemake(smoke_run, "--cores", "1", target, "--configfile", SMOKE, "--config",
+                     "experiments={'ecdp-fast': {'method': 'ecdp', 'sampling': {'solver': "
+                     "'dpmpp_2m', 'nfe': '3', 'batch': '2'}}}", "run=['ecdp-fast']", check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    import json
+    manifest = json.loads((smoke_run / target).read_text())
+    assert {i["nfe"] for i in manifest["images"]} == {3}
+    assert manifest["sampling"]["solver"] == "dpmpp_2m" and manifest["sampling"]["batch"] == 2
 
 
 @pytest.mark.slow
@@ -352,9 +407,13 @@ def test_report_collects_tables_and_figures(smoke_run):
     snakemake(smoke_run, "--cores", "1", "--report", "report.zip", "--configfile", SMOKE)
     import zipfile
 
-    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
-    for item in ("table1.md", "table7.md", "figure5.png", "crops.png"):
+    archive = zipfile.ZipFile(smoke_run / "report.zip")
+    names = archive.namelist()
+    for item in ("table1.html", "table7.html", "figure5.png", "crops.png"):
         assert any(n.endswith(item) for n in names), (item, names[:20])
+    # Before: the tables were downloads of raw Markdown; now the report shows them as HTML.
+    page = archive.read(next(n for n in names if n.endswith("table1.html"))).decode()
+    assert "<table>" in page and "<th>PSNR" in page and "| ---" not in page
 
 
 PRESETS = ROOT / "workflow" / "presets"
@@ -406,7 +465,7 @@ def test_each_preset_plans_exactly_its_experiments(tmp_path, preset):
         (tmp_path / "images").mkdir()
         Image.new("RGB", (64, 48)).save(tmp_path / "images" / "a.png")
         for model in ("rrdb", "ecdp"):
-            path = (tmp_path / "results" / "sample-photos" / "x4" / "models" / model / "seed0"
+            path = (tmp_path / "results" / "sample-photos" / "x4" / "models" / model / "train0"
                     / "model.pt")
             path.parent.mkdir(parents=True)
             path.touch()
@@ -437,7 +496,7 @@ DEFAULT_JOBS = {**_COMMON, "train_rrdb": 3 * 2, "train_ecdp_stage1": 3 * 3,
 def test_default_run_trains_three_replicates_of_every_trained_model(tmp_path):
     out = snakemake(tmp_path, "-n", "all").stdout
     assert job_stats(out) == DEFAULT_JOBS
-    models = set(re.findall(r"models/([\w.+-]+)/seed(\d+)/model\.pt", out))
+    models = set(re.findall(r"models/([\w.+-]+)/train(\d+)/model\.pt", out))
     names = {name for name, _ in models}
     assert names == {"rrdb", "srdiff-rrdb", "srdiff", "srdiff++", "ecdp-stage1-hybrid",
                      "ecdp-stage1-eps", "ecdp-stage1-x0", "ecdp", "ecdp-k0.5", "ecdp-k2",
@@ -507,11 +566,14 @@ def test_paper_div2k_preset_runs_the_released_settings():
 
 def _assert_released_solve(config):
     """sampling.ecdp names only the solver: rtol, atol, t_end and time scale are the release's."""
-    from ecdp.samplers import EVALUATION_KEYS, RELEASED_SAMPLING, resolve_sampling
+    from ecdp.samplers import RELEASED_SAMPLING, SOLVERS
+    from ecdp.sampling import parse_sampling
 
-    spec = resolve_sampling(config["sampling"]["ecdp"], None)
-    solve = {k: v for k, v in spec.items() if k not in EVALUATION_KEYS}
-    assert {**RELEASED_SAMPLING, **solve} == RELEASED_SAMPLING
+    sampling = parse_sampling(config["sampling"]["ecdp"])
+    assert sampling.solver == RELEASED_SAMPLING["solver"] and sampling.options == ()
+    defaults = SOLVERS["dopri5"].fn.func.__kwdefaults__  # probability_flow_z's defaults
+    for key in ("rtol", "atol", "t_end", "time_scale"):
+        assert defaults[key] == RELEASED_SAMPLING[key], key
     assert RELEASED_SAMPLING["rtol"] == RELEASED_SAMPLING["atol"] == 1e-3
     assert RELEASED_SAMPLING["time_scale"] == 300 and RELEASED_SAMPLING["t_end"] == 1 / 3000
 
@@ -535,7 +597,7 @@ def test_published_checkpoint_is_sampled_and_tabled_without_training(tmp_path):
     """An experiment that names a checkpoint (here SRDiff as its release saved it, converted by
     ecdp import-checkpoint) runs sampling, metrics and tables, and trains nothing; its cells sit
     beside the paper row it reproduces (``reference_row``)."""
-    from ecdp.cli import main as cli
+    from suite.cli import main as cli
 
     ckpt = tmp_path / "resources" / "checkpoints" / "srdiff.pt"
     assert cli(["import-checkpoint", "srdiff",
@@ -543,7 +605,7 @@ def test_published_checkpoint_is_sampled_and_tabled_without_training(tmp_path):
                 str(ckpt)]) == 0
     published = tmp_path / "published.yaml"
     published.write_text(
-        "evaluation: {limit: 1, seeds: 1, crop: 32, timing: {warmup: 0, repeats: 1}}\n"
+        "evaluation: {limit: 1, sample_seeds: 1, crop: 32, timing: {warmup: 0, repeats: 1}}\n"
         "experiments:\n"
         "  srdiff-published: {method: srdiff, checkpoint: resources/checkpoints/srdiff.pt,\n"
         "                     reference_row: srdiff, label: SRDiff (published)}\n"
@@ -649,11 +711,14 @@ def test_plan_projects_every_training_and_sampling_job_of_the_smoke_preset(tmp_p
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
-def test_training_seed_offset_names_its_replicates(tmp_path):
-    """training.seed offsets every replicate: another offset trains other models, in other
-    folders, never overwriting the first run's."""
+def test_training_seeds_name_their_replicates(tmp_path):
+    """Other training seeds train other models, in other folders, never overwriting the first
+    run's; the old keys are errors naming the new one."""
     out = snakemake(tmp_path, "-n", "all", "--configfile", SMOKE,
-                    "--config", "training={seed: 10}").stdout
-    assert set(re.findall(r"models/rrdb/(seed\d+)/model.pt", out)) == {"seed10", "seed11"}
-    assert "seed0/model.pt" not in out
-    assert set(re.findall(r"sr/ecdp/(train\d+)/seed0.json", out)) == {"train10", "train11"}
+                    "--config", "training={train_seeds: [10, 11]}").stdout
+    assert set(re.findall(r"models/rrdb/(train\d+)/model.pt", out)) == {"train10", "train11"}
+    assert "train0/model.pt" not in out
+    assert set(re.findall(r"sr/ecdp/(train\d+)/sample0.json", out)) == {"train10", "train11"}
+    old = snakemake(tmp_path, "-n", "all", "--config", "training={seeds: [0]}", check=False)
+    assert old.returncode != 0
+    assert "training.seeds was renamed: use training.train_seeds" in old.stdout + old.stderr

@@ -9,10 +9,13 @@ Image policy (documented in the README):
   a protocol change.
 - 16-bit-per-channel colour PNGs (48-bit RGB, 64-bit RGBA): always refused. Pillow opens them
   as 8-bit "RGB" by dropping the low byte, so the bit depth is read from the PNG header.
+- An EXIF orientation tag (phone photos) is applied, so the image is used the way every
+  viewer shows it.
 - Corrupt or truncated files raise ``ImageError`` naming the file.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,9 +23,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageError", "read_image", "verify_checksum", "write_png", "write_image", "image_format", "sha256_file", "atomic_write_text",
+__all__ = ["ImageError", "read_image", "verify_checksum", "write_png", "write_image", "image_format", "check_writable", "sha256_file", "atomic_write_text",
            "atomic_write_bytes", "write_json", "IMAGE_SUFFIXES", "list_images"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
@@ -43,6 +46,7 @@ def read_image(path: str | os.PathLike, *, allow_16bit: bool = False) -> np.ndar
                     "I;16", "I;16B", "I;16L", "I"):
                 raise ImageError(f"{path}: 16 bits per channel ({mode}, 48/64-bit PNG); Pillow "
                                  "would keep only the high byte: convert it to 8 bit first")
+            im = ImageOps.exif_transpose(im)  # a no-op without an orientation tag
             if mode in ("I;16", "I;16B", "I;16L", "I"):
                 if not allow_16bit:
                     raise ImageError(f"{path}: 16-bit image (mode {mode}); convert it to 8 bit or "
@@ -83,13 +87,21 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file (mkstemp's is 0600)
 
 
-def _atomic_target(path: Path):
-    """A temporary file beside ``path`` (same filesystem, so ``os.replace`` is atomic)."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary file beside ``path`` (same filesystem) to write, renamed into place when the
+    block ends without an error: a reader, a crash or a concurrent writer never sees half a
+    file. The one atomic write of the suite (images, JSON, tables, checkpoints)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # as open() would (mkstemp's 0600 hides files from colleagues)
     os.close(fd)
-    return Path(tmp)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 # Output formats by extension: PNG and lossless WebP keep every value; JPEG at quality 95.
@@ -109,6 +121,20 @@ def image_format(path: str | os.PathLike) -> str:
     return WRITE_FORMATS[path.suffix.lower()][0]
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """That a file can be written at ``path`` (its folder made if missing), checked before any
+    long work: an error naming the path, never a traceback after the work is done."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot write here ({e.strerror or e}): choose a writable "
+                         f"output folder") from None
+
+
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an (H, W, 3) uint8 array atomically, in the format of its extension
     (``WRITE_FORMATS``)."""
@@ -126,23 +152,14 @@ def _save(path: Path, image: np.ndarray, fmt: str, options: dict) -> None:
     """Temporary file beside ``path``, then rename: a crash never leaves half an image."""
     if image.dtype != np.uint8:
         raise ValueError(f"{path}: images are written from uint8, got {image.dtype}")
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -153,16 +170,19 @@ def write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def verify_checksum(path: str | os.PathLike, expected: str | None) -> None:
-    """A file read through a manifest must still be the file the manifest recorded."""
+def verify_checksum(path: str | os.PathLike, expected: str | None, *,
+                    manifest: str | os.PathLike | None = None) -> None:
+    """A file read through a manifest must still be the file the manifest recorded: an error
+    naming the file, both hashes and how to rebuild it."""
     if expected is None:
         return
     got = sha256_file(path)
     if got != expected:
-        raise ImageError(f"{path}: sha256 {got[:12]}... differs from the manifest's "
-                         f"{expected[:12]}...: the file changed after its manifest was written; "
-                         "re-run the step that wrote it (snakemake re-runs it when the file is "
-                         "newer, or force it with -R)")
+        where = f" ({manifest})" if manifest else ""
+        raise ImageError(f"{path}: sha256 {got} differs from {expected}, recorded in its "
+                         f"manifest{where}: the file changed after the manifest was written; "
+                         f"rebuild it by re-running the step that wrote it (delete the "
+                         f"manifest, or force it with snakemake -R RULE)")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

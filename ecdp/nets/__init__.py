@@ -1,4 +1,4 @@
-"""Networks: the score U-Net and the RRDB family (paper Table 6; METHOD.md "Networks")."""
+"""Networks: the score U-Net and the RRDB family (paper Table 6; docs/method.md, "Networks")."""
 from .rrdb import RRDBEncoder, RRDBNet, RRDBTrunk
 from .unet import ScoreUNet
 

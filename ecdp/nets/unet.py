@@ -1,4 +1,4 @@
-"""Score U-Net of ECDP (paper Table 6; METHOD.md "Networks").
+"""Score U-Net of ECDP (paper Table 6; docs/method.md, "Networks").
 
 DDPM-style pre-activation residual blocks (GroupNorm, SiLU, 3x3 conv, time embedding added),
 strided-conv down, nearest + conv up, one extra decoder block per level, no attention. LR

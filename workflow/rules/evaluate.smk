@@ -1,6 +1,6 @@
 rule evaluate:
     input:
-        pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
+        pairs=pairs,
         sr=sr_manifests,
         weights="resources/weights/weights.json",
     output:

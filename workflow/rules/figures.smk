@@ -1,7 +1,8 @@
 rule figure5:
     input:
-        pairs=f"{RESULTS}/lr/{config['evaluation']['split']}.json",
-        models=lambda w: [stage1_model(p, TRAIN_SEEDS[0]) for p in PARAMETRIZATIONS],
+        pairs=f"{RESULTS}/lr/{SPLIT}.json",
+        models=[RUN.model_path(f"ecdp-stage1-{p}", RUN.train_seeds[0])
+                for p in RUN.parametrizations],
     output:
         report(
             f"{RESULTS}/figures/figure5.png",
@@ -12,9 +13,9 @@ rule figure5:
     log:
         f"logs/figures/{DATASET}_x{SCALE}_figure5.log",
     params:
-        names=PARAMETRIZATIONS,
+        names=list(RUN.parametrizations),
         levels=config["figures"]["noise_levels"],
-        seed=config["training"]["seed"],
+        seed=RUN.train_seeds[0],
     resources:
         **LIGHT,
     conda:
@@ -25,7 +26,8 @@ rule figure5:
 
 rule figure8:
     input:
-        models=lambda w: [stage1_model(p, t) for p in PARAMETRIZATIONS for t in TRAIN_SEEDS],
+        models=[RUN.model_path(f"ecdp-stage1-{p}", t) for p in RUN.parametrizations
+                for t in RUN.train_seeds],
     output:
         report(
             f"{RESULTS}/figures/figure8.png",
@@ -36,7 +38,7 @@ rule figure8:
     log:
         f"logs/figures/{DATASET}_x{SCALE}_figure8.log",
     params:
-        names=[p for p in PARAMETRIZATIONS for t in TRAIN_SEEDS],
+        names=[p for p in RUN.parametrizations for t in RUN.train_seeds],
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -58,7 +60,7 @@ rule quality_vs_cost:
         f"logs/figures/{DATASET}_x{SCALE}_quality_vs_cost.log",
     params:
         protocol=config["evaluation"]["protocols"][0],
-        labels={e: EXPERIMENTS[e].get("label", e) for e in TIMED},
+        labels={e: EXPERIMENTS[e].label for e in RUN.timed},
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -67,9 +69,8 @@ rule quality_vs_cost:
 
 rule crop_grid:
     input:
-        pairs=f"{RESULTS}/lr/{config['evaluation']['split']}.json",
-        sr=expand("{results}/sr/{experiment}/train{tseed}/seed0.json", results=RESULTS,
-                  experiment=GRID, tseed=TRAIN_SEEDS[0]),
+        pairs=f"{RESULTS}/lr/{SPLIT}.json",
+        sr=[sr_manifest(e, RUN.train_seeds[0], 0) for e in RUN.grid],
     output:
         report(
             f"{RESULTS}/figures/crops.png",
@@ -80,7 +81,7 @@ rule crop_grid:
     log:
         f"logs/figures/{DATASET}_x{SCALE}_crops.log",
     params:
-        labels=[EXPERIMENTS[e].get("label", e) for e in GRID],
+        labels=[EXPERIMENTS[e].label for e in RUN.grid],
         size=config["figures"]["crop"],
     conda:
         "../envs/ecdp.yaml"

@@ -4,8 +4,9 @@ rule table:
         reference=PAPER_YAML,
         timing=lambda w: timing_input(w.table),
     output:
-        md=report(
-            f"{RESULTS}/tables/{{table}}.md",
+        md=f"{RESULTS}/tables/{{table}}.md",
+        html=report(
+            f"{RESULTS}/tables/{{table}}.html",
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
@@ -15,11 +16,11 @@ rule table:
     log:
         f"logs/tables/{DATASET}_x{SCALE}_{{table}}.log",
     wildcard_constraints:
-        table=_alternatives(TABLES),
+        table=_alternatives(RUN.tables),
     params:
-        table=lambda w: TABLES[w.table],
-        labels={k: v.get("label", k) for k, v in config["experiments"].items()},
-        reference_rows={k: v.get("reference_row", k) for k, v in config["experiments"].items()},
+        table=lambda w: RUN.tables[w.table],
+        labels=RUN.labels,
+        reference_rows=RUN.reference_rows,
         dataset=DATASET,
         scale=SCALE,
         rehearsal=config["rehearsal"],

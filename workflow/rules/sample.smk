@@ -1,14 +1,15 @@
+# Sampling (every experiment x training seed x sample seed) and Table 3's timing.
 rule super_resolve:
     input:
-        pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
-        model=lambda w: model_of(w.experiment, w.tseed),
+        pairs=pairs,
+        model=model_input,
     output:
-        "results/{dataset}/x{scale}/sr/{experiment}/train{tseed}/seed{seed}.json",
+        "results/{dataset}/x{scale}/sr/{experiment}/train{train_seed}/sample{sample_seed}.json",
     log:
-        "logs/super_resolve/{dataset}_x{scale}_{experiment}_train{tseed}_seed{seed}.log",
+        "logs/super_resolve/{dataset}_x{scale}_{experiment}_train{train_seed}_sample{sample_seed}.log",
     params:
-        method=lambda w: method_of(w.experiment),
-        sampling=lambda w: sampling_of(w.experiment),
+        method=lambda w: EXPERIMENTS[w.experiment].method_spec(),
+        sampling=lambda w: sampling_record(w.experiment),
         tile=config["evaluation"]["tile"],
     threads: JOB_THREADS
     resources:
@@ -21,8 +22,9 @@ rule super_resolve:
 
 rule timing:
     input:
-        pairs=lambda w: f"results/{w.dataset}/x{w.scale}/lr/{config['evaluation']['split']}.json",
-        model=lambda w: model_of(w.experiment, TRAIN_SEEDS[0]),  # the first replicate
+        pairs=pairs,
+        model=lambda w: RUN.checkpoint_of(w.experiment, RUN.train_seeds[0],
+                                          f"results/{w.dataset}/x{w.scale}"),  # first replicate
     output:
         "results/{dataset}/x{scale}/timing/{experiment}.json",
     log:
@@ -30,8 +32,8 @@ rule timing:
     benchmark:
         "results/{dataset}/x{scale}/timing/{experiment}.benchmark.tsv"
     params:
-        method=lambda w: method_of(w.experiment),
-        sampling=lambda w: sampling_of(w.experiment),
+        method=lambda w: EXPERIMENTS[w.experiment].method_spec(),
+        sampling=lambda w: sampling_record(w.experiment),
         timing=config["evaluation"]["timing"],
         tile=config["evaluation"]["tile"],
     threads: every_core
@@ -46,7 +48,7 @@ rule timing:
 
 rule aggregate_timing:
     input:
-        expand("{results}/timing/{experiment}.json", results=RESULTS, experiment=TIMED),
+        expand("{results}/timing/{experiment}.json", results=RESULTS, experiment=RUN.timed),
     output:
         f"{RESULTS}/timing/summary.csv",
     log:

@@ -1,24 +1,20 @@
 # The sampling study (snakemake --cores all sampling_study): not part of `all`; it reuses the
 # trained models and re-runs nothing of the tables when only it changes.
 STUDY = config["sampling_study"]
-STUDY_EXPERIMENTS = [e for e in STUDY["experiments"] if e in EXPERIMENTS]
-_not_ecdp = [e for e in STUDY_EXPERIMENTS if EXPERIMENTS[e]["method"] != "ecdp"]
-if _not_ecdp:
-    raise ValueError(f"sampling_study.experiments: {_not_ecdp} are not ECDP experiments")
 
 
 rule sampling_study_run:
     input:
-        pairs=f"{RESULTS}/lr/{config['evaluation']['split']}.json",
-        model=lambda w: model_of(w.experiment, TRAIN_SEEDS[0]),
+        pairs=f"{RESULTS}/lr/{SPLIT}.json",
+        model=lambda w: RUN.checkpoint_of(w.experiment, RUN.train_seeds[0]),
         weights="resources/weights/weights.json",
     output:
         f"{RESULTS}/sampling/{{experiment}}.csv",
     log:
         f"logs/sampling/{DATASET}_x{SCALE}_{{experiment}}.log",
     params:
-        method=lambda w: method_of(w.experiment),
-        sampling=lambda w: sampling_of(w.experiment),
+        method=lambda w: EXPERIMENTS[w.experiment].method_spec(),
+        sampling=lambda w: sampling_record(w.experiment),
         study={k: v for k, v in STUDY.items() if k != "experiments"},
         scale=SCALE,
     threads: every_core
@@ -34,10 +30,11 @@ rule sampling_study_run:
 rule sampling_report:
     input:
         expand("{results}/sampling/{experiment}.csv", results=RESULTS,
-               experiment=STUDY_EXPERIMENTS),
+               experiment=RUN.study),
     output:
-        md=report(
-            f"{RESULTS}/tables/sampling.md",
+        md=f"{RESULTS}/tables/sampling.md",
+        html=report(
+            f"{RESULTS}/tables/sampling.html",
             caption="../report/sampling.rst",
             category="Sampling study",
         ),

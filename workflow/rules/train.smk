@@ -1,22 +1,26 @@
+# Every model the run trains (RUN.models), once per training seed: models/<model>/train<seed>/.
+# The science each script takes is the model's params (suite.run); resources.smk sizes the jobs.
+MODEL = "results/{dataset}/x{scale}/models/{model}/train{train_seed}/model.pt"
+MODEL_LOG = "logs/train/{dataset}_x{scale}_{model}_train{train_seed}.log"
+MANIFEST = "resources/datasets/{dataset}/manifest.json"
+
+
 rule train_rrdb:
     input:
-        "resources/datasets/{dataset}/manifest.json",
+        dataset=MANIFEST,
     output:
-        "results/{dataset}/x{scale}/models/{rrdb}/seed{tseed}/model.pt",
+        MODEL,
     log:
-        "logs/train/{dataset}_x{scale}_{rrdb}_seed{tseed}.log",
+        MODEL_LOG,
     wildcard_constraints:
-        rrdb="rrdb|srdiff-rrdb",
+        model=_alternatives(RUN.models_of("train_rrdb")),
     params:
-        net=lambda w: {k: v for k, v in RRDBNETS[w.rrdb].items() if k != "recipe"},
-        cfg=lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]],
-        seed=lambda w: int(w.tseed),
+        net=params_of("net"),
+        cfg=params_of("cfg"),
+        seed=lambda w: int(w.train_seed),
     threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        **training_resources(
-            lambda w: ("rrdbnet", rrdbnet_config(RRDBNETS[w.rrdb]["variant"],
-                                                 RRDBNETS[w.rrdb]["size"])),
-            lambda w: config["training"][RRDBNETS[w.rrdb]["recipe"]]),
+        **training_resources(),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -25,26 +29,21 @@ rule train_rrdb:
 
 rule train_ecdp_stage1:
     input:
-        dataset="resources/datasets/{dataset}/manifest.json",
-        rrdb="results/{dataset}/x{scale}/models/rrdb/seed{tseed}/model.pt",
+        dataset=MANIFEST,
+        upstream=upstream,
     output:
-        "results/{dataset}/x{scale}/models/ecdp-stage1-{variant}/seed{tseed}/model.pt",
+        MODEL,
     log:
-        "logs/train/{dataset}_x{scale}_ecdp-stage1-{variant}_seed{tseed}.log",
+        MODEL_LOG,
     wildcard_constraints:
-        variant=_alternatives(STAGE1),
+        model=_alternatives(RUN.models_of("train_ecdp_stage1")),
     params:
-        model=lambda w: {
-            **config["model"],
-            "parametrization": STAGE1[w.variant]["parametrization"],
-            "sde": {**config["model"]["sde"], "sigma": STAGE1[w.variant]["sigma"]},
-        },
-        cfg=config["training"]["stage1"],
-        seed=lambda w: int(w.tseed),
+        model=params_of("model"),
+        cfg=params_of("cfg"),
+        seed=lambda w: int(w.train_seed),
     threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        **training_resources(lambda w: ("ecdp", ecdp_network()),
-                             lambda w: config["training"]["stage1"]),
+        **training_resources(),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -53,30 +52,22 @@ rule train_ecdp_stage1:
 
 rule train_ecdp_stage2:
     input:
-        dataset="resources/datasets/{dataset}/manifest.json",
-        stage1=lambda w: stage1_model(
-            stage1_variant(EXPERIMENTS[w.experiment]), w.tseed,
-            results=f"results/{w.dataset}/x{w.scale}",
-        ),
+        dataset=MANIFEST,
+        upstream=upstream,
         weights="resources/weights/weights.json",
     output:
-        "results/{dataset}/x{scale}/models/{experiment}/seed{tseed}/model.pt",
+        MODEL,
     log:
-        "logs/train/{dataset}_x{scale}_{experiment}_seed{tseed}.log",
+        MODEL_LOG,
     wildcard_constraints:
-        experiment=STAGE2_PATTERN,
+        model=_alternatives(RUN.models_of("train_ecdp_stage2")),
     params:
-        cfg=lambda w: {
-            **config["training"]["stage2"],
-            "sampler": iq_of(w.experiment),
-        },
-        k=lambda w: EXPERIMENTS[w.experiment].get("k"),
-        seed=lambda w: int(w.tseed),
+        cfg=params_of("cfg"),
+        k=params_of("k"),
+        seed=lambda w: int(w.train_seed),
     threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        **training_resources(lambda w: ("ecdp", ecdp_network()),
-                             lambda w: config["training"]["stage2"],
-                             chain=lambda w: iq_chain(w.experiment)),
+        **training_resources(),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -85,20 +76,21 @@ rule train_ecdp_stage2:
 
 rule train_srdiff:
     input:
-        dataset="resources/datasets/{dataset}/manifest.json",
-        rrdb="results/{dataset}/x{scale}/models/srdiff-rrdb/seed{tseed}/model.pt",
+        dataset=MANIFEST,
+        upstream=upstream,
     output:
-        "results/{dataset}/x{scale}/models/srdiff/seed{tseed}/model.pt",
+        MODEL,
     log:
-        "logs/train/{dataset}_x{scale}_srdiff_seed{tseed}.log",
+        MODEL_LOG,
+    wildcard_constraints:
+        model=_alternatives(RUN.models_of("train_srdiff")),
     params:
-        net={k: v for k, v in config["baselines"]["srdiff"].items() if k != "encoder"},
-        cfg=config["training"]["srdiff"],
-        seed=lambda w: int(w.tseed),
+        net=params_of("net"),
+        cfg=params_of("cfg"),
+        seed=lambda w: int(w.train_seed),
     threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        **training_resources(lambda w: ("srdiff", srdiff_network()),
-                             lambda w: config["training"]["srdiff"]),
+        **training_resources(),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -107,19 +99,20 @@ rule train_srdiff:
 
 rule train_sr3:
     input:
-        dataset="resources/datasets/{dataset}/manifest.json",
+        dataset=MANIFEST,
     output:
-        "results/{dataset}/x{scale}/models/sr3/seed{tseed}/model.pt",
+        MODEL,
     log:
-        "logs/train/{dataset}_x{scale}_sr3_seed{tseed}.log",
+        MODEL_LOG,
+    wildcard_constraints:
+        model=_alternatives(RUN.models_of("train_sr3")),
     params:
-        sr3=config["baselines"]["sr3"],
-        cfg=config["training"]["sr3"],
-        seed=lambda w: int(w.tseed),
+        sr3=params_of("sr3"),
+        cfg=params_of("cfg"),
+        seed=lambda w: int(w.train_seed),
     threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        **training_resources(lambda w: ("sr3", config["baselines"]["sr3"]),
-                             lambda w: config["training"]["sr3"]),
+        **training_resources(),
     conda:
         "../envs/ecdp.yaml"
     script:
@@ -128,24 +121,22 @@ rule train_sr3:
 
 rule finetune_iq:
     input:
-        dataset="resources/datasets/{dataset}/manifest.json",
-        base=lambda w: f"results/{w.dataset}/x{w.scale}/models/{EXPERIMENTS[w.experiment]['method']}/seed{w.tseed}/model.pt",
+        dataset=MANIFEST,
+        upstream=upstream,
         weights="resources/weights/weights.json",
     output:
-        "results/{dataset}/x{scale}/models/{experiment}/seed{tseed}/model.pt",
+        MODEL,
     log:
-        "logs/train/{dataset}_x{scale}_{experiment}_seed{tseed}.log",
+        MODEL_LOG,
     wildcard_constraints:
-        experiment=PLUSPLUS_PATTERN,
+        model=_alternatives(RUN.models_of("finetune_iq")),
     params:
-        kind=lambda w: EXPERIMENTS[w.experiment]["method"],
-        cfg=config["training"]["plusplus"],
-        seed=lambda w: int(w.tseed),
+        kind=params_of("kind"),
+        cfg=params_of("cfg"),
+        seed=lambda w: int(w.train_seed),
     threads: JOB_THREADS * TRAIN_PROCESSES
     resources:
-        **training_resources(lambda w: network_of(EXPERIMENTS[w.experiment]["method"]),
-                             lambda w: config["training"]["plusplus"],
-                             chain=lambda w: iq_chain(w.experiment)),
+        **training_resources(),
     conda:
         "../envs/ecdp.yaml"
     script:

@@ -17,9 +17,10 @@ def main(*, pairs: str, model: str, weights: str, output: str, experiment: str, 
     (its temperature and memory format; the solvers are the study's)."""
     torch.set_num_threads(threads)
     device = resolve_device(device)
-    ecdp = method_for(method, scale=scale, checkpoint=model, device=device, sampling=sampling)
+    sampled = method_for(method, scale=scale, checkpoint=model, device=device, sampling=sampling)
     grid = study_grid(tolerances=study["tolerances"], solvers=study["solvers"], nfe=study["nfe"])
-    rows = sampling_study(ecdp, pairs, solvers=grid, experiment=experiment,
+    rows = sampling_study(sampled.model, pairs, solvers=grid, experiment=experiment,
+                          temperature=sampled.value.temperature,
                           reference_tolerance=study["reference_tolerance"],
                           lpips_weights=json.loads(Path(weights).read_text())["alexnet"],
                           limit=study["limit"])

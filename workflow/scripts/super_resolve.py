@@ -29,7 +29,7 @@ def main(*, pairs: str, output: str, method: dict, seed: int, scale: int, device
 if "snakemake" in globals():
     with logged(snakemake.log[0]):
         main(pairs=snakemake.input.pairs, output=snakemake.output[0],
-             method=dict(snakemake.params.method), seed=int(snakemake.wildcards.seed),
+             method=dict(snakemake.params.method), seed=int(snakemake.wildcards.sample_seed),
              scale=int(snakemake.wildcards.scale), device=snakemake.resources.device,
              threads=snakemake.threads, model=snakemake.input.get("model") or None,
              sampling=snakemake.params.sampling, tile=snakemake.params.tile)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .data.datasets import split_sizes
+from ecdp.data.datasets import split_sizes
 
 __all__ = ["memory_plan", "format_memory", "planned_bytes", "ALLOCATOR", "CONTEXT_GIB", "TILES",
            "GPU_SIZES", "test_sizes"]
@@ -60,46 +60,42 @@ def _tile(costs, kind, net, *, scale, overlap, device_bytes, batch) -> tuple[int
     return None, peak
 
 
-def _training_row(job, config, nets, costs) -> dict:
-    rule, params, w = job.rule.name, dict(job.params.items()), job.wildcards
-    cfg = params["cfg"]
-    name = {"train_rrdb": getattr(w, "rrdb", None), "train_ecdp_stage1": "ecdp",
-            "train_ecdp_stage2": "ecdp", "train_srdiff": "srdiff", "train_sr3": "sr3",
-            "finetune_iq": params.get("kind")}[rule]
-    kind, net = nets[name]
+def _training_row(job, run, config, nets, costs) -> dict:
+    model = run.models[job.model]
+    cfg = model.params["cfg"]
+    kind, net = nets[model.network]
     processes = max(1, config["training"]["gpus"])
     batch = math.ceil(cfg["batch_size"] / processes)
-    iq = rule in ("train_ecdp_stage2", "finetune_iq")
-    chain = 0
-    if rule == "finetune_iq":  # the checkpointed ancestral chain keeps one state per step
-        chain = cfg.get("sample_steps") or config["baselines"][name]["steps"]
-    elif iq and cfg.get("sampler") == "sde":
-        chain = cfg["sde_steps"]
+    iq = model.rule in ("train_ecdp_stage2", "finetune_iq")
+    # the checkpointed chains (the ++ runs, L_IQ by the SDE) keep one state per step; the
+    # adjoint ODE solve keeps none
+    chain = (model.chain or 0) if (model.rule == "finetune_iq" or cfg.get("sampler") == "sde") \
+        else 0
     tracked = costs.training_peak(kind, net, scale=config["scale"], batch=batch,
                                   patch=cfg["patch_size"], ema=cfg.get("ema_decay") is not None,
                                   iq=iq, chain=chain)
     what = (f"batch {batch}{f' per process (x{processes})' if processes > 1 else ''} @ "
             f"{cfg['patch_size']} px" + (", L_IQ step" if iq else "")
             + (f", {chain} chain states" if chain else ""))
-    return {"tracked": tracked, "what": what}
+    return {"rule": model.rule, "tracked": tracked, "what": what}
 
 
-def _sampling_row(job, config, nets, costs, sizes, device_bytes) -> dict:
-    method = job.params.method["method"]
-    network = {"rrdb": nets["rrdb"], "ecdp": nets["ecdp"], "srdiff": nets["srdiff"],
-               "sr3": nets["sr3"]}.get(method)
+def _sampling_row(job, run, config, nets, costs, sizes, device_bytes) -> dict:
+    experiment = run.experiments[job.experiment]
+    network = nets.get(experiment.method)
     if network is None:
-        return {"tracked": 0, "what": f"{method}: no network"}
+        return {"rule": job.rule, "tracked": 0, "what": f"{experiment.method}: no network"}
     kind, net = network
-    sampling = job.params.sampling or {}
-    batch = sampling.get("batch", 1)
-    h, w = sizes[0] if job.rule.name == "timing" else max(sizes, key=lambda s: s[0] * s[1])
+    sampling = experiment.sampling
+    batch = sampling.batch if sampling is not None else 1
+    h, w = sizes[0] if job.rule == "timing" else max(sizes, key=lambda s: s[0] * s[1])
     tracked = costs.sampling_peak(kind, net, scale=config["scale"], height=h, width=w,
                                   batch=batch)
-    row = {"tracked": tracked, "what": f"{'first' if job.rule.name == 'timing' else 'largest'} "
-                                       f"test image {h}x{w} HR, batch {batch}"}
+    row = {"rule": job.rule, "tracked": tracked,
+           "what": f"{'first' if job.rule == 'timing' else 'largest'} test image {h}x{w} HR, "
+                   f"batch {batch}"}
     if planned_bytes(tracked) > device_bytes:
-        overlap = (config["evaluation"].get("tile") or {}).get("overlap", 16)
+        overlap = config["evaluation"]["tile"].get("overlap", 16)
         tile, peak = _tile(costs, kind, net, scale=config["scale"], overlap=overlap,
                            device_bytes=device_bytes, batch=batch)
         row["tile"] = tile
@@ -107,32 +103,28 @@ def _sampling_row(job, config, nets, costs, sizes, device_bytes) -> dict:
     return row
 
 
-def memory_plan(jobs, config: dict, workdir, *, costs, device_gib: float = 80.0) -> dict:
+def memory_plan(jobs, config: dict, run, workdir, *, costs, device_gib: float = 80.0) -> dict:
     """{"jobs": [{rule, name, tracked, planned, what, fits, tile?}], "device_gib"} for the
-    training, sampling and timing jobs of ``jobs`` (``ecdp.plan.dag_jobs``); ``costs``:
-    ``baselines.costs``."""
+    training, sampling and timing jobs of ``jobs`` (``suite.plan.pending_jobs``) of ``run``;
+    ``costs``: ``baselines.costs``."""
     nets = costs.networks(config)
     sizes = test_sizes(config, workdir)
     device_bytes = device_gib * GIB
     rows, seen = [], {}
     for job in jobs:
-        rule = job.rule.name
-        if rule in ("super_resolve", "timing"):
-            key = (rule, job.wildcards.experiment)
-        elif rule.startswith("train") or rule == "finetune_iq":
-            key = (rule, "/".join(str(v) for k, v in job.wildcards.items()
-                                  if k not in ("dataset", "scale", "tseed"))
-                   or rule.removeprefix("train_"))
+        if job.model is not None:
+            key = (job.rule, job.model)
+        elif job.experiment is not None and job.rule in ("super_resolve", "timing"):
+            key = (job.rule, job.experiment)
         else:
             continue
         if key in seen:
             seen[key]["jobs"] += 1
             continue
-        row = (_sampling_row(job, config, nets, costs, sizes, device_bytes)
-               if rule in ("super_resolve", "timing")
-               else _training_row(job, config, nets, costs))
+        row = (_training_row(job, run, config, nets, costs) if job.model is not None
+               else _sampling_row(job, run, config, nets, costs, sizes, device_bytes))
         planned = planned_bytes(row["tracked"]) if row["tracked"] else 0
-        row.update(rule=rule, name=key[1], jobs=1, planned=planned,
+        row.update(name=key[1], jobs=1, planned=planned,
                    fits={g: planned <= g * GIB for g in GPU_SIZES}, device_gib=device_gib)
         row["over"] = planned > device_bytes
         seen[key] = row
