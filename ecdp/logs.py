@@ -20,12 +20,15 @@ def logged(path: str | os.PathLike):
     a file of its own), so a second process started on the same step stops at once, before it
     writes anything: Snakemake 9.27 removes the whole ``.snakemake/locks`` folder when any run
     in the folder ends, after which its own lock no longer keeps a second run off jobs a first
-    one is running (docs/workflow.md, "Two runs in one folder")."""
+    one is running (docs/workflow.md, "Two runs in one folder"). The torchrun workers of a
+    multi-GPU training (``LOCAL_RANK`` set) run the step's script again under the lock their
+    launcher holds: they log without taking it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "a") as lock:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if "LOCAL_RANK" not in os.environ:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RuntimeError(
                 f"{path}: another process is running this step (it holds {lock.name}); two "

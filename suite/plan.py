@@ -129,8 +129,9 @@ def pending_jobs(*, snakefile, workdir, configfiles=(), config_args=(),
         if row["plan"] == "no update" or (row["rule"], row["output_file"]) in seen:
             continue
         job = _job(row["rule"], row["output_file"])
+        # a job's outputs share a name (tables/table1.md, .csv, .tex, .html): one job
         key = (job.rule, job.model, job.experiment, job.train_seed, job.sample_seed,
-               None if (job.model or job.experiment) else job.output)
+               None if (job.model or job.experiment) else Path(job.output).name.split(".")[0])
         if key not in seen:
             seen.add(key)
             jobs.append(job)

@@ -119,3 +119,25 @@ def test_plan_prices_the_rest_of_a_started_run(tmp_path):
     for flag, value in (("--steps", "0"), ("--adaptive-nfe", "-5"), ("--max-batch", "0")):
         bad = subprocess.run(plan + [flag, value], capture_output=True, text=True)
         assert bad.returncode == 2 and f"argument {flag}: {value}: must be more than 0" in bad.stderr
+
+
+def test_step_lock_keeps_a_second_process_off_but_not_its_own_torchrun_workers(tmp_path,
+                                                                              monkeypatch):
+    """A multi-GPU training's torchrun workers run the step's script again while their
+    launcher holds the step's lock: they log without taking it (a second run does not)."""
+    import fcntl
+
+    from ecdp.logs import logged
+
+    log = tmp_path / "logs" / "step.log"
+    log.parent.mkdir(parents=True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with open(log.with_name(".step.log.lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="another process is running this step"):
+            with logged(log):
+                print("second run")
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        with logged(log):
+            print("worker 1 logs")
+    assert "worker 1 logs" in log.read_text() and "second run" not in log.read_text()
