@@ -189,7 +189,8 @@ def resolve_run(config: dict, methods: dict, schema: dict | None = None) -> Run:
     run = config.get("run")
     if run is not None and not run:
         raise _error("run", "an empty list runs nothing; give experiments, or null for all")
-    run = list(defined) if run is None else list(run)
+    # null: every experiment but the distilled students, which run when named (their own target)
+    run = [e for e, spec in defined.items() if "distill" not in spec] if run is None else list(run)
     unknown = [e for e in run if e not in defined]
     if unknown:
         raise _error("run", f"names undefined experiments {unknown}; defined: "

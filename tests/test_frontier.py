@@ -195,3 +195,20 @@ def test_a_student_learns_its_teachers_solve(tmp_path, tiny_ecdp):
     assert all(torch.equal(p, dict(teacher.encoder.named_parameters())[n])
                for n, p in student.encoder.named_parameters())  # the encoder stayed frozen
     assert not Path(f"{out}.state").exists()
+
+
+def test_frontier_and_students_have_their_own_targets_outside_all(tmp_path):
+    """`all` (and `run: null`) leave the students and the frontier out; `frontier` with the
+    students run trains each from its teacher at every training seed and runs each
+    experiment once per seed; `distilled` builds the students' table alone."""
+    from test_workflow import planned
+
+    students = "run=[ecdp, srdiff, sr3, ecdp-distilled-1, ecdp-distilled-2, ecdp-distilled-4]"
+    jobs = planned(tmp_path, "--cores", "1", "frontier", "--config", students)
+    assert jobs["train_ecdp_distill"] == 3 * 3 and jobs["frontier_run"] == 6 * 3
+    assert jobs["frontier_report"] == 1 and "super_resolve" not in jobs
+    jobs = planned(tmp_path, "--cores", "1", "distilled", "--config",
+                   "run=[ecdp, ecdp-distilled-1, ecdp-distilled-2, ecdp-distilled-4]")
+    assert jobs["table"] == 1 and jobs["train_ecdp_distill"] == 9 and "frontier_run" not in jobs
+    jobs = planned(tmp_path, "--cores", "1", "all", "--config", "run=null")
+    assert "train_ecdp_distill" not in jobs and "frontier_run" not in jobs
