@@ -30,6 +30,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/study.smk"
+include: "workflow/rules/frontier.smk"
 
 
 # Seconds-long bookkeeping runs on the submitting host, never queued (each SLURM job costs
@@ -47,6 +48,9 @@ localrules:
     quality_vs_cost,
     sampling_report,
     sampling_study,
+    frontier_report,
+    frontier,
+    distilled,
 
 
 rule all:

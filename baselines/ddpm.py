@@ -18,6 +18,8 @@ import torch
 import torch.utils.checkpoint
 
 from ecdp.rng import randn_like
+from ecdp.samplers import make_solver
+from ecdp.sde import DiscreteVP
 
 __all__ = ["linear_betas", "cosine_betas", "Schedule", "respace", "ancestral_sample",
            "DDPMSuperResolver"]
@@ -114,23 +116,47 @@ class DDPMSuperResolver:
 
     stochastic = True
 
+    @property
+    def vp(self) -> DiscreteVP:
+        """The chain as a continuous-time schedule, for the probability-flow solvers."""
+        if getattr(self, "_vp", None) is None:
+            self._vp = DiscreteVP(self.schedule.alpha_bar)
+        return self._vp
+
     def sampling_keywords(self, sampling) -> dict:
-        """``sample``'s keywords for a ``ecdp.sampling.Sampling`` of the ddpm family (its
-        ``steps``: None is the whole chain, as released)."""
+        """``sample``'s keywords for a ``ecdp.sampling.Sampling`` of the ddpm family: the
+        ancestral chain's ``steps`` (None: the whole chain, as released), or a fast solver on
+        ``vp`` ending at the chain's first step (t_end = 1 / T) unless the sampling sets t_end."""
         if sampling.family != "ddpm":
-            raise ValueError(f"{sampling.where}: {self.name} samples its ancestral chain "
-                             f"(sampling: {{steps: N}}), not {sampling.solver}")
-        return {"steps": sampling.options_dict().get("steps")}
+            raise ValueError(f"{sampling.where}: {self.name} samples with the ddpm family "
+                             f"(its ancestral chain or a solver on its schedule), not "
+                             f"{sampling.family}'s {sampling.solver}")
+        options = sampling.options_dict()
+        if sampling.solver == "ancestral":
+            return {"steps": options.get("steps")}
+        options.setdefault("t_end", 1 / self.schedule.steps)
+        return {"solver": make_solver({"solver": sampling.solver, **options}),
+                "temperature": sampling.temperature}
+
+    def flow_eps_fn(self, lr):
+        """eps_hat(x, t) at continuous times t of ``vp`` (the network's own conditioning at
+        step N t - 1, or SR3's level sqrt(alpha_bar(t)))."""
+        raise NotImplementedError
 
     def sample(self, lr, *, generator=None, x_T=None, steps: int | None = None,
-               checkpoint: bool = False, image: str = "batch"):
-        """One ancestral sample from x_T (drawn when None) in ``steps`` of the chain (None: all,
-        as released) -> (image, NFE)."""
-        eps_fn = self.eps_fn(lr)
+               checkpoint: bool = False, image: str = "batch", solver=None,
+               temperature: float = 1.0):
+        """One sample from x_T (drawn when None, scaled by ``temperature`` for a solver): the
+        ancestral chain in ``steps`` of it (None: all, as released), or ``solver``
+        (``ecdp.samplers``' signature) on the probability flow of ``vp`` -> (image, NFE)."""
         shape = (lr.shape[0], 3, lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
         x_T = randn_like(lr.new_empty(shape), generator) if x_T is None else x_T
-        x0, nfe = ancestral_sample(eps_fn, self.schedule, x_T, generator=generator,
-                                   steps=steps, checkpoint=checkpoint)
+        if solver is not None:
+            x0, nfe = solver(self.flow_eps_fn(lr), self.vp, temperature * x_T,
+                             generator=generator, image=image)
+        else:
+            x0, nfe = ancestral_sample(self.eps_fn(lr), self.schedule, x_T,
+                                       generator=generator, steps=steps, checkpoint=checkpoint)
         return self.to_image(lr, x0), nfe
 
     def super_resolve(self, lr: torch.Tensor, *, generator: torch.Generator | None = None,

@@ -90,6 +90,11 @@ class SR3(DDPMSuperResolver, nn.Module):
         up = upsample(lr, self.scale) * 2 - 1
         return lambda x, t: self._eps(x, self.schedule.noise_level(t, x), up)
 
+    def flow_eps_fn(self, lr):
+        up = upsample(lr, self.scale) * 2 - 1
+        return lambda x, t: self._eps(
+            x, self.vp.alpha_bar(t).sqrt().to(x.dtype).expand(x.shape[0]), up)
+
     def loss(self, lr, hr, t, eps, u) -> tuple[torch.Tensor, dict]:
         """L1 on eps at continuous levels between sqrt(ab_t) and sqrt(ab_{t-1}); t: (B,) steps,
         u: (B,) uniform in [0, 1) choosing the level."""

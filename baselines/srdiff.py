@@ -140,6 +140,11 @@ class SRDiff(DDPMSuperResolver, nn.Module):
         feats = self.encoder(lr)  # once per image, not once per step
         return lambda x, t: self.unet(x, t, feats)
 
+    def flow_eps_fn(self, lr):
+        feats = self.encoder(lr)
+        return lambda x, t: self.unet(x, self.vp.step_of(t).to(x.dtype).expand(x.shape[0]),
+                                      feats)
+
     def loss(self, lr, hr, t, eps) -> tuple[torch.Tensor, dict]:
         """L1 between eps_hat and eps at integer steps t (B,)."""
         with torch.no_grad():

@@ -7,9 +7,11 @@ LR crop of scikit-image's astronaut, prints
    the released dopri5 solve and DPM-Solver++(2M) at 10 NFE (target <= 1.05);
 2. each speed-up on and off (per image, against plain evaluation): the per-sample LR
    conditioning, channels-last, both, and 2 / 4 images per fixed-step solve;
-3. ECDP (released solve, DPM-Solver++(2M) at 10 NFE) against SRDiff (100 steps) and SR3
-   (2000 steps; ``--sr3-steps`` of them are timed and scaled, said so), with NFE, next to the
-   paper's ECDP / SRDiff = 0.83x and ECDP / SR3 = 0.024x (Table 3, one GPU, DIV2K).
+3. ECDP (released solve, DPM-Solver++(2M) at 10 NFE, UniPC at 6, and the distilled student's
+   cost at 4, 2 and 1 NFE: its network is ECDP's) against SRDiff (100 steps) and SR3 (2000
+   steps; ``--sr3-steps`` of them are timed and scaled, said so), and SRDiff and SR3 at 10 NFE
+   of DPM-Solver++(2M) on their chains' schedules, with NFE, next to the paper's ECDP / SRDiff
+   = 0.83x and ECDP / SR3 = 0.024x (Table 3, one GPU, DIV2K) and the few-NFE targets.
 
     python benchmarks/sampling_speed.py [--lr 16] [--rounds 3] [--device cuda]
 
@@ -30,6 +32,7 @@ from ecdp.degradation import degrade
 from ecdp.model import ECDP
 from ecdp.nets import RRDBNet, count_parameters
 from ecdp.samplers import make_solver
+from ecdp.sampling import Sampled, parse_sampling
 
 PAPER_ECDP = {"encoder": {"features": 64, "growth": 32, "blocks": 23, "taps": [1, 8, 15, 22]},
               "unet": {"channels": [64, 128, 256, 256], "blocks": [2, 2, 2, 2],
@@ -37,6 +40,7 @@ PAPER_ECDP = {"encoder": {"features": 64, "growth": 32, "blocks": 23, "taps": [1
               "sde": {"beta_min": 0.1, "beta_max": 20.0, "sigma": 0.2},
               "parametrization": "hybrid", "k": 1.0}
 PAPER_RATIOS = {"srdiff": 2.0 / 2.4, "sr3": 2.0 / 83.1}  # ECDP seconds / theirs, Table 3
+FEW_NFE_TARGETS = {"srdiff": 0.05, "sr3": 0.003}  # ECDP at <= 4 NFE / theirs (issue 26)
 
 
 def _sync(device) -> None:
@@ -96,6 +100,7 @@ def main() -> None:
     g = torch.Generator(device=device).manual_seed(0)
     z1 = torch.randn(1, 3, 4 * args.lr, 4 * args.lr, generator=g, device=device)
     released, fast = make_solver(), make_solver({"solver": "dpmpp_2m", "nfe": 10})
+    fast_ddpm = parse_sampling({"solver": "dpmpp_2m", "nfe": 10}, family="ddpm")
     t = torch.tensor(0.5, device=device)
     print(f"device {device} ({torch.get_num_threads()} threads), LR {args.lr}x{args.lr} -> HR "
           f"{4 * args.lr}x{4 * args.lr}; ECDP {count_parameters(ecdp) / 1e6:.1f}M, SRDiff "
@@ -130,6 +135,13 @@ def main() -> None:
                                                   .manual_seed(1)),
         f"sr3 {args.sr3_steps} steps": lambda: sr3.sample(lr, generator=torch.Generator(
             device=device).manual_seed(1), steps=args.sr3_steps),
+        **{f"ecdp dpmpp_2m {n}": (lambda n=n: ecdp_solve(ecdp, make_solver(
+            {"solver": "dpmpp_2m", "nfe": n}))) for n in (1, 2, 4)},
+        "ecdp unipc 6": lambda: ecdp_solve(ecdp, make_solver({"solver": "unipc", "nfe": 6})),
+        "srdiff dpmpp_2m 10": lambda: Sampled(srdiff, fast_ddpm).super_resolve(
+            lr, generator=torch.Generator(device=device).manual_seed(1)),
+        "sr3 dpmpp_2m 10": lambda: Sampled(sr3, fast_ddpm).super_resolve(
+            lr, generator=torch.Generator(device=device).manual_seed(1)),
     }
     for fn in cases.values():  # warm-up
         fn()
@@ -164,19 +176,33 @@ def main() -> None:
     sr3_full = sec[f"sr3 {args.sr3_steps} steps"] * sr3.schedule.steps / args.sr3_steps
     rows = {"ECDP released dopri5": (sec["released dopri5"], nfe["released dopri5"]),
             "ECDP dpmpp_2m 10": (sec["dpmpp_2m 10: cache"], 10),
+            "ECDP unipc 6": (sec["ecdp unipc 6"], 6),
+            **{f"ECDP student {n} NFE": (sec[f"ecdp dpmpp_2m {n}"], n) for n in (4, 2, 1)},
             "SRDiff 100 steps": (sec["srdiff 100 steps"], 100),
-            f"SR3 2000 steps ({args.sr3_steps} timed, scaled)": (sr3_full, 2000)}
+            "SRDiff dpmpp_2m 10": (sec["srdiff dpmpp_2m 10"], 10),
+            f"SR3 2000 steps ({args.sr3_steps} timed, scaled)": (sr3_full, 2000),
+            "SR3 dpmpp_2m 10": (sec["sr3 dpmpp_2m 10"], 10)}
     if args.ecdp_nfe:
         rows[f"ECDP released at {args.ecdp_nfe} NFE (priced)"] = (
             cond + per_eval * args.ecdp_nfe, args.ecdp_nfe)
     for name, (seconds, n) in rows.items():
         print(f"  {name:44s} {seconds:8.3f} s  NFE {n}")
-    print("\n  ratio                         ours   paper (Table 3, GPU)")
+    print("\n  ratio                                          ours     paper (Table 3, GPU) / "
+          "target")
     for name in [n for n in rows if n.startswith("ECDP")]:
         for other, key in (("SRDiff 100 steps", "srdiff"),
                            (f"SR3 2000 steps ({args.sr3_steps} timed, scaled)", "sr3")):
-            print(f"  {name} / {other.split(' (')[0]:16s} {rows[name][0] / rows[other][0]:7.3f}x"
-                  f"   {PAPER_RATIOS[key]:.3f}x")
+            target = (f"target <= {FEW_NFE_TARGETS[key]:g}x" if "student" in name
+                      and rows[name][1] <= 4 else f"paper {PAPER_RATIOS[key]:.3f}x")
+            print(f"  {name:22s} / {other.split(' (')[0]:16s} "
+                  f"{rows[name][0] / rows[other][0]:9.4f}x   {target}")
+    for name, other in (("SRDiff dpmpp_2m 10", "SRDiff 100 steps"),
+                        ("SR3 dpmpp_2m 10", f"SR3 2000 steps ({args.sr3_steps} timed, scaled)"),
+                        ("ECDP dpmpp_2m 10", "SRDiff dpmpp_2m 10"),
+                        ("ECDP dpmpp_2m 10", "SR3 dpmpp_2m 10")):
+        print(f"  {name:22s} / {other.split(' (')[0]:18s} {rows[name][0] / rows[other][0]:9.4f}x"
+              "   (equal NFE)" if name.startswith("ECDP") else
+              f"  {name:22s} / {other.split(' (')[0]:18s} {rows[name][0] / rows[other][0]:9.4f}x")
 
 
 if __name__ == "__main__":

@@ -215,3 +215,48 @@ def sampling_curves(summary: pd.DataFrame) -> plt.Figure:
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def frontier_figure(summary: pd.DataFrame) -> plt.Figure:
+    """The efficiency frontier: PSNR and LR-PSNR against NFE and against seconds per image,
+    RMS to each method's reference against NFE. Colour: method; marker and line style: solver;
+    the tabled sampling of each method a star; error bars: the training seeds' spread."""
+    experiments = list(dict.fromkeys(summary.experiment))
+    solvers = list(dict.fromkeys(summary[~summary.released].solver))
+    colours = dict(zip(experiments, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    styles = dict(zip(solvers, [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"),
+                                ("v", "-"), ("P", "--")]))
+    panels = [("nfe", "psnr", "PSNR (dB)"), ("seconds", "psnr", "PSNR (dB)"),
+              ("nfe", "lr_psnr", "LR-PSNR (dB)"), ("nfe", "rms_to_reference",
+                                                   "RMS to reference solve")]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    for ax, (x, y, label) in zip(axes.flat, panels):
+        for experiment in experiments:
+            rows = summary[summary.experiment == experiment]
+            for solver in solvers:
+                line = rows[(rows.solver == solver) & ~rows.released].sort_values(x)
+                if line.empty:
+                    continue
+                marker, style = styles.get(solver, ("o", "-"))
+                ax.errorbar(line[x], line[y], yerr=line[f"{y}_std"].fillna(0), marker=marker,
+                            ls=style, ms=4, lw=1.2, capsize=2, color=colours[experiment],
+                            label=f"{experiment} {solver}")
+            tabled = rows[rows.released]
+            ax.plot(tabled[x], tabled[y], "*", ms=14, color=colours[experiment],
+                    markeredgecolor="k", label=f"{experiment} as tabled "
+                    f"({tabled.setting.iloc[0] if len(tabled) else ''})")
+        log_axis(ax, summary[x])
+        if y == "rms_to_reference":
+            ax.set_yscale("log")
+        ax.set_xlabel("network evaluations (NFE)" if x == "nfe"
+                      else f"seconds per image ({summary.device.iloc[0]})")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=7,
+               frameon=False)
+    fig.suptitle("Efficiency frontier: every diffusion method under every solver, same start "
+                 "draws (paper protocol)", fontsize=10)
+    rows_of_legend = math.ceil(len(labels) / min(5, len(labels) or 1))
+    fig.tight_layout(rect=(0, 0.035 * rows_of_legend, 1, 0.97))
+    return fig

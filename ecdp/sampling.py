@@ -12,7 +12,9 @@ released) and ``channels_last`` (the memory format; the same numbers to ~1e-6). 
 sampling settings: ``Sampled`` pairs a model with its sampling, as EDM passes the sampler beside
 the network. Two families: ``ecdp`` (the probability flow and the reverse SDE, default the
 released dopri5 solve) and ``ddpm`` (SRDiff's and SR3's ancestral chain, ``steps`` of it: null
-is every step, as released).
+is every step, as released; or any probability-flow solver above on the chain's ``DiscreteVP``
+schedule, ``{solver: dpmpp_2m, nfe: 10}``, ending with the denoising step unless
+``denoise: false``, from t_end = the chain's first step unless set).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .samplers import RELEASED_SAMPLING, SOLVERS, check_options, make_solver
+from .samplers import RELEASED_SAMPLING, SOLVERS, check_options, make_solver, stochastic
 
 __all__ = ["Sampling", "parse_sampling", "merge_sampling", "Sampled", "FAMILIES"]
 
@@ -50,12 +52,12 @@ class Sampling:
 
     @property
     def adaptive(self) -> bool:
-        return self.family == "ecdp" and SOLVERS[self.solver].adaptive
+        return self.solver in SOLVERS and SOLVERS[self.solver].adaptive
 
     def record(self) -> dict:
         """What the outputs record of it (manifests, timing)."""
         out = {"solver": self.solver, **self.options_dict()}
-        if self.family == "ecdp":
+        if self.solver != "ancestral":
             out["temperature"] = self.temperature
             if self.batch != 1:
                 out["batch"] = self.batch
@@ -93,15 +95,13 @@ def parse_sampling(spec: dict | Sampling | None, *, family: str = "ecdp",
     if family not in FAMILIES:
         raise ValueError(f"{where}: unknown sampling family {family!r}; one of {FAMILIES}")
     spec = dict(spec or {})
-    if family == "ddpm":
-        solver = spec.pop("solver", "ancestral")
-        if solver != "ancestral":
-            raise ValueError(f"{where}.solver: SRDiff and SR3 sample their ancestral chain "
-                             f"(solver: ancestral), not {solver!r}")
+    if family == "ddpm" and spec.get("solver", "ancestral") == "ancestral":
+        spec.pop("solver", None)
         extra = set(spec) - {"steps"}
         if extra:
             raise ValueError(f"{where}: the ancestral chain takes only 'steps', not "
-                             f"{sorted(extra)}")
+                             f"{sorted(extra)} (a fast solver: name it, e.g. "
+                             f"{{solver: dpmpp_2m, nfe: 10}})")
         steps = spec.get("steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
                                   or steps < 1):
@@ -109,19 +109,26 @@ def parse_sampling(spec: dict | Sampling | None, *, family: str = "ecdp",
                              f"step), got {steps!r}")
         options = (("steps", steps),) if steps is not None else ()
         return Sampling("ancestral", options, family="ddpm", where=where)
+    if family == "ddpm":
+        if spec.get("solver") == "reverse_sde":
+            raise ValueError(f"{where}.solver: reverse_sde is ECDP's (the conditional SDE); a "
+                             f"DDPM's stochastic sampler is its ancestral chain or ddim with eta")
+        # a DDPM's fast solve ends by predicting the clean image from its first step
+        spec.setdefault("denoise", True)
     evaluation = _evaluation(spec, where)
     for key in EVALUATION:
         spec.pop(key, None)
     solver = spec.pop("solver", RELEASED_SAMPLING["solver"])
     options = check_options(solver, spec, where=where)
-    if evaluation.get("batch", 1) > 1 and not SOLVERS[solver].batchable:
+    if evaluation.get("batch", 1) > 1 and (SOLVERS[solver].adaptive
+                                           or stochastic(solver, options)):
         raise ValueError(
             f"{where}.batch: {evaluation['batch']} images per solve with solver {solver}: "
             + ("its adaptive steps (and NFE) would be shared across the batch"
                if SOLVERS[solver].adaptive else "its noise would depend on the batch")
             + f"; use batch 1 or one of "
               f"{', '.join(n for n, s in SOLVERS.items() if s.batchable)}")
-    return Sampling(solver, tuple(sorted(options.items())), family="ecdp", where=where,
+    return Sampling(solver, tuple(sorted(options.items())), family=family, where=where,
                     **evaluation)
 
 
@@ -150,7 +157,7 @@ class Sampled:
     @property
     def sampling(self) -> dict:
         record = self.value.record()
-        if self.value.family == "ddpm" and "steps" not in record:  # the whole chain
+        if self.value.solver == "ancestral" and "steps" not in record:  # the whole chain
             record["steps"] = self.model.schedule.steps
         return record
 

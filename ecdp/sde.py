@@ -18,7 +18,7 @@ import torch
 
 from .rng import randn_like
 
-__all__ = ["ConditionalVPSDE", "estimate_sigma"]
+__all__ = ["ConditionalVPSDE", "DiscreteVP", "estimate_sigma"]
 
 
 def _like(t, x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +95,79 @@ class ConditionalVPSDE:
 
     def config(self) -> dict:
         return {"beta_min": self.beta_min, "beta_max": self.beta_max, "sigma": self.sigma}
+
+
+def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear y(x) through (xs, ys), xs increasing, extended linearly past both ends."""
+    i = torch.searchsorted(xs, x.contiguous()).clamp(1, len(xs) - 1)
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+class DiscreteVP:
+    """A discrete DDPM's alpha_bar_0..N-1 as a continuous-time VP schedule (Lu et al. 2022,
+    "DPM-Solver", section 3.4 and appendix): step n sits at t_n = (n + 1) / N and log alpha_bar
+    is linear in t between steps, so ``alpha_bar(t_n)`` is the chain's own. It answers what the
+    solvers of ``ecdp.samplers`` ask of a schedule (``alpha_bar``, ``log_snr``, its inverse
+    ``t_of_log_snr``, ``beta`` = -d log alpha_bar / dt, ``coefficients``) with sigma = 1: the
+    chain's x_t is already the standard VP state z. A model evaluated at time t sees step
+    ``step_of(t)`` = N t - 1 (fractional between steps) or level sqrt(alpha_bar(t)) (SR3)."""
+
+    sigma = 1.0
+
+    def __init__(self, alpha_bar: torch.Tensor):
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+        if alpha_bar.dim() != 1 or len(alpha_bar) < 2:
+            raise ValueError("DiscreteVP needs alpha_bar of at least two steps")
+        if not bool(((alpha_bar > 0) & (alpha_bar < 1)).all()) or \
+                not bool((alpha_bar[1:] < alpha_bar[:-1]).all()):
+            raise ValueError("alpha_bar must decrease strictly inside (0, 1)")
+        self.steps = len(alpha_bar)
+        self.ts = torch.arange(1, self.steps + 1, dtype=torch.float64) / self.steps
+        self.log_alpha_bar = alpha_bar.log()
+        lam = 0.5 * (self.log_alpha_bar - torch.log(-torch.expm1(self.log_alpha_bar)))
+        self.lams = lam
+
+    def _log_ab(self, t) -> torch.Tensor:  # the table lives on the CPU, in float64
+        t = torch.as_tensor(t).detach().to("cpu", torch.float64)
+        return _interp(t.reshape(-1), self.ts, self.log_alpha_bar).reshape(t.shape)
+
+    def _out(self, value: torch.Tensor, t):
+        """On t's device and (floating) dtype; a float for a float."""
+        if torch.is_tensor(t):
+            return value.to(t.device, t.dtype if t.is_floating_point() else value.dtype)
+        return float(value)
+
+    def alpha_bar(self, t):
+        return self._out(self._log_ab(t).exp(), t)
+
+    def beta(self, t):
+        """-d log alpha_bar / dt: the slope of the segment t lies on."""
+        tt = torch.as_tensor(t).detach().to("cpu", torch.float64).reshape(-1)
+        i = torch.searchsorted(self.ts, tt.contiguous()).clamp(1, self.steps - 1)
+        slope = -(self.log_alpha_bar[i] - self.log_alpha_bar[i - 1]) / (self.ts[i] - self.ts[i - 1])
+        return self._out(slope.reshape(torch.as_tensor(t).shape), t)
+
+    def coefficients(self, t, x: torch.Tensor):
+        alpha_bar = self.alpha_bar(_like(t, x)).to(x.dtype)
+        return alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+
+    def log_snr(self, t):
+        log_ab = self._log_ab(t)
+        return self._out(0.5 * (log_ab - torch.log(-torch.expm1(log_ab))), t)
+
+    def t_of_log_snr(self, lam):
+        lam = torch.as_tensor(lam).detach().to("cpu", torch.float64)
+        log_ab = -torch.nn.functional.softplus(-2 * lam)
+        # log alpha_bar decreases in t: interpolate t over the increasing -log alpha_bar
+        return _interp(-log_ab.reshape(-1), -self.log_alpha_bar, self.ts).reshape(lam.shape)
+
+    def step_of(self, t) -> torch.Tensor:
+        """The chain's (fractional) step index at time t: N t - 1."""
+        return torch.as_tensor(t) * self.steps - 1
+
+    def config(self) -> dict:
+        return {"discrete_steps": self.steps}
 
 
 def estimate_sigma(hr_images: list[np.ndarray], scale: int) -> float:

@@ -5,6 +5,9 @@
 3. ``train_ecdp_stage2``: from the stage-1 EMA weights, L_IQ through probability flow (adjoint)
    or the reverse SDE, plus ``sm_weight`` x L_SM (0 as released); encoder frozen unless asked.
 
+And this suite's own (never a paper row): ``train_ecdp_distilled``, a student of 1, 2 or 4
+network evaluations regressed on a trained ECDP's solve from the same prior draw.
+
 Each takes the dataset's manifest (``dataset``), writes a checkpoint (``ecdp.checkpoint``) with
 the resolved config, sigma, k and the training budget, and keeps its resumable state in
 ``{out}.state`` beside it; the recipe (optimizer, schedule, EMA, state) is ``ecdp.train.fit``.
@@ -20,7 +23,8 @@ from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .data.patches import PatchSampler
 from .degradation import upsample
 from .features import load_vgg_features
-from .losses import draw_sm_noise, image_quality_loss, l1_loss, score_matching_loss
+from .losses import (draw_sm_noise, feature_l1, image_quality_loss, l1_loss,
+                     score_matching_loss)
 from .metrics import PAPER, psnr
 from .model import ECDP
 from .nets import RRDBEncoder, RRDBNet, count_parameters
@@ -32,8 +36,8 @@ from .sde import estimate_sigma
 from .train import (averaged, budget_text, dataset_input, fit, patch_batches, patch_sampler,
                     save_result)
 
-__all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "load_rrdbnet",
-           "choose_k"]
+__all__ = ["train_rrdbnet", "train_ecdp_stage1", "train_ecdp_stage2", "train_ecdp_distilled",
+           "load_rrdbnet", "choose_k"]
 
 
 def draw_iq_noise(hr: torch.Tensor, g: torch.Generator):
@@ -227,5 +231,110 @@ def train_ecdp_stage2(*, dataset, stage1_checkpoint, out, weights_status: dict, 
             "budget": budget_text(result["history"], cfg, device, prefix=meta1["budget"],
                                   features=vgg),
             "history_stage1": meta1["history"], "history": result["history"]}
+    save_result(out, result, meta)
+    return meta
+
+
+# ---------------------------------------------------------------------- distilled student
+
+def teacher_pairs(teacher: ECDP, solver, sampler: PatchSampler, *, count: int,
+                  batch_size: int, seed: int, device, progress: bool = True) -> dict:
+    """``count`` training patches, each with one prior draw x1 and the teacher's solve from it
+    (solved once, ``batch_size`` at a time; the student's steps then draw from them):
+    {lr, hr, x1, target} on the CPU, and the teacher's mean NFE."""
+    from tqdm import tqdm
+
+    g = make_generator("distill-pairs", seed)
+    lr, hr = sampler.sample(count, g)
+    x1 = upsample(lr, teacher.scale) + teacher.sde.sigma * torch.randn(hr.shape, generator=g)
+    targets, nfes = [], []
+    with torch.no_grad():
+        for i in tqdm(range(0, count, batch_size), desc="teacher solves", disable=not progress):
+            part = slice(i, i + batch_size)
+            target, nfe = teacher.sample(lr[part].to(device), x1=x1[part].to(device),
+                                         solver=solver)
+            targets.append(target.cpu())
+            nfes.append(nfe)
+    return {"lr": lr, "hr": hr, "x1": x1, "target": torch.cat(targets),
+            "teacher_nfe_mean": sum(nfes) / len(nfes)}
+
+
+def train_ecdp_distilled(*, dataset, teacher_checkpoint, out, weights_status: dict, cfg: dict,
+                         nfe: int, seed: int = 0, device: str = "cpu",
+                         progress: bool = True) -> dict:
+    """A student of ``nfe`` network evaluations distilled from a trained ECDP (this suite's
+    method, not the paper's). From the same prior draw x1 and LR, the teacher's solve
+    (``cfg["teacher"]``; {}: the released dopri5) is the regression target of the student's
+    ``cfg["solver"]`` at ``nfe`` evaluations, backpropagated through all of them:
+
+        loss = mean (student(x1, LR) - teacher(x1, LR))^2 + iq_weight L_IQ(student(x1, LR), HR)
+
+    Direct regression to the deterministic teacher map, as SinSR and OFTSR distil theirs,
+    rather than progressive (log2 rounds) or consistency distillation (many more steps): the
+    probability flow already pairs every prior draw with one image. The teacher solves
+    ``cfg["pairs"]`` patches once (``teacher_pairs``); each step draws a batch of them. The
+    student starts from the teacher's EMA weights (encoder frozen, as stage 2). cfg: {steps,
+    batch_size, patch_size, pairs, lr, milestones, ema_decay, clip_value, save_every, solver,
+    teacher, iq_weight, allow_random_vgg}."""
+    seed_torch(seed)
+    ckpt = load_checkpoint(teacher_checkpoint, weights="ema")
+    meta0 = ckpt["meta"]
+    scale = meta0["scale"]
+
+    def build() -> ECDP:
+        m = ECDP.from_config(meta0["model"], scale=scale, sigma=meta0["sigma"],
+                             parametrization=Parametrization(meta0["parametrization"],
+                                                             meta0["k"]))
+        m.load_state_dict(ckpt["state"], strict=True)
+        return m.to(device)
+
+    teacher, model = build().eval().requires_grad_(False), build()
+    model.encoder.requires_grad_(False)
+    teacher_solver = make_solver(parse_sampling(cfg["teacher"] or None,
+                                                where="training.distill.teacher"))
+    student = parse_sampling({"solver": cfg["solver"], "nfe": nfe},
+                             where="training.distill.solver")
+    if student.adaptive or SOLVERS[student.solver].stochastic:
+        raise ValueError(f"training.distill.solver: a student needs a fixed-step "
+                         f"deterministic solver, not {student.solver}")
+    student_solver = make_solver(student)
+    features = vgg = None
+    if cfg["iq_weight"]:
+        features, vgg = load_vgg_features(weights_status, allow_random=cfg["allow_random_vgg"],
+                                          seed=seed)
+        features.to(device)
+    pairs = teacher_pairs(teacher, teacher_solver, patch_sampler(dataset, "train", cfg, scale),
+                          count=cfg["pairs"], batch_size=cfg["batch_size"], seed=seed,
+                          device=device, progress=progress)
+
+    def batches(step_index: int):
+        g = batch_generator(seed, 0, step_index)
+        pick = torch.randint(len(pairs["lr"]), (cfg["batch_size"],), generator=g)
+        return tuple(pairs[k][pick].to(device) for k in ("lr", "hr", "x1", "target"))
+
+    def step(m, batch):
+        lr, hr, x1, target = batch
+        sample, _ = m.sample(lr, x1=x1, solver=student_solver)
+        loss = (sample - target).pow(2).mean()
+        logs = {"distill": float(loss.detach())}
+        if features is not None:
+            loss_iq, iq_logs = feature_l1(features, sample, hr)
+            loss = loss + cfg["iq_weight"] * loss_iq
+            logs.update(iq_logs)
+        return loss, logs
+
+    result = fit(step, model=model, groups=[(model.unet.parameters(), cfg["lr"])], cfg=cfg,
+                 batches=batches, out=out,
+                 progress=progress, desc=f"ecdp student ({nfe} NFE, {student.solver})",
+                 config={"teacher": meta0["budget"], "train": cfg, "nfe": nfe,
+                         "train_seed": seed, "vgg": vgg},
+                 inputs={**dataset_input(dataset), "teacher": teacher_checkpoint})
+    meta = {**meta0, "stage": "distilled", "vgg": vgg if vgg else meta0.get("vgg"),
+            "distilled": {"nfe": nfe, "sampling": student.record(), "cfg": dict(cfg),
+                          "teacher": str(teacher_checkpoint),
+                          "teacher_nfe_mean": pairs["teacher_nfe_mean"]},
+            "budget": f"{meta0['budget']} + student "
+                      + budget_text(result["history"], cfg, device, features=vgg),
+            "history_teacher": meta0["history"], "history": result["history"]}
     save_result(out, result, meta)
     return meta

@@ -69,8 +69,9 @@ def _training_row(job, run, config, nets, costs) -> dict:
     iq = model.rule in ("train_ecdp_stage2", "finetune_iq")
     # the checkpointed chains (the ++ runs, L_IQ by the SDE) keep one state per step; the
     # adjoint ODE solve keeps none
-    chain = (model.chain or 0) if (model.rule == "finetune_iq" or cfg.get("sampler") == "sde") \
-        else 0
+    chain = (model.chain or 0) if (model.rule in ("finetune_iq", "train_ecdp_distill")
+                                   or cfg.get("sampler") == "sde") else 0
+    iq = iq or (model.rule == "train_ecdp_distill" and cfg["iq_weight"] > 0)
     tracked = costs.training_peak(kind, net, scale=config["scale"], batch=batch,
                                   patch=cfg["patch_size"], ema=cfg.get("ema_decay") is not None,
                                   iq=iq, chain=chain)

@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from ecdp.data.datasets import split_pixels
+from ecdp.sampling import parse_sampling
 
 from .resources import ASSUMED_ADAPTIVE_NFE
 from .run import Run, prepare_config, resolve_run
@@ -51,6 +52,7 @@ __all__ = ["Job", "load_run", "pending_jobs", "probe_plan", "format_plan", "test
 SCRIPTS = {"train_rrdb": "train_rrdb.py", "train_ecdp_stage1": "train_ecdp.py",
            "train_srdiff": "train_srdiff.py", "train_sr3": "train_sr3.py",
            "train_ecdp_stage2": "train_ecdp.py", "finetune_iq": "finetune_iq.py",
+           "train_ecdp_distill": "train_ecdp_distill.py",
            "super_resolve": "super_resolve.py", "timing": None}
 
 
@@ -200,9 +202,16 @@ def _training(job: Job, run: Run, probe: _Probe, snakefile, *, steps, max_batch,
              "patch_size": min(cfg["patch_size"], max_patch or cfg["patch_size"])}
     chain = model.chain or (adaptive_nfe if model.rule == "train_ecdp_stage2"
                             and cfg.get("sampler") == "ode" else None)
+    if model.rule == "train_ecdp_distill":
+        # the teacher's solve dominates a step: probed at fixed steps, priced at its NFE
+        teacher = parse_sampling(cfg["teacher"] or None, where="training.distill.teacher")
+        chain = teacher.nfe or adaptive_nfe
+        small["teacher"] = {"solver": "euler", "nfe": min(chain, max_sample_steps)}
     if "allow_random_vgg" in cfg:
         small["allow_random_vgg"] = True
-    if chain and model.rule == "train_ecdp_stage2" and cfg.get("sampler") == "ode":
+    if chain and model.rule == "train_ecdp_distill":
+        pass
+    elif chain and model.rule == "train_ecdp_stage2" and cfg.get("sampler") == "ode":
         small["sample"] = {"solver": "euler", "nfe": min(chain, max_sample_steps)}
     elif chain:
         small["sample_steps" if model.rule == "finetune_iq" else "sde_steps"] = \
@@ -218,7 +227,7 @@ def _training(job: Job, run: Run, probe: _Probe, snakefile, *, steps, max_batch,
                   "seed": job.train_seed}
         if model.upstream:
             kwargs["upstream"] = probe.checkpoint(model.upstream, job.train_seed)
-        if model.rule in ("train_ecdp_stage2", "finetune_iq"):
+        if model.rule in ("train_ecdp_stage2", "finetune_iq", "train_ecdp_distill"):
             kwargs["weights"] = probe.weights
         with _inside(probe.folder):
             _main(snakefile, model.rule)(**kwargs)

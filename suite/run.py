@@ -25,13 +25,14 @@ from ecdp.config import coerce_overrides
 from ecdp.metrics import QUALITY
 from ecdp.tables import METRIC_FORMATS, TIMING_METRICS
 from ecdp.sampling import Sampling, merge_sampling, parse_sampling
+from ecdp.samplers import SOLVERS
 
 __all__ = ["resolve_run", "prepare_config", "Run", "Experiment", "TrainedModel", "NAME_PATTERN",
            "RESERVED", "RENAMED", "check_renamed", "TIMING_METRICS", "METRICS", "FIGURES"]
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.+_-]*"  # experiment and table names
 # Names of the suite's own files: metrics/summary.csv, timing/summary.csv, tables/sampling.md.
-RESERVED = {"summary", "sampling"}
+RESERVED = {"summary", "sampling", "frontier"}
 # Renamed config keys: the old name -> the new one (an old key is an error naming the new).
 RENAMED = {("training", "seed"): "training.train_seeds (absolute seeds: seed + each of seeds)",
            ("training", "seeds"): "training.train_seeds (absolute seeds: seed + each of seeds)",
@@ -57,6 +58,7 @@ class Experiment:
     sampling: Sampling | None   # None: a method that is not sampled (bicubic, RRDB)
     iq: str = "none"
     k: Any = None
+    distilled: int | None = None  # a student's NFE (it is sampled only as distilled)
 
     def method_spec(self) -> dict:
         """What sampling depends on: the method and k (never the label)."""
@@ -90,6 +92,7 @@ class Run:
     grid: tuple                 # experiments in the crop grid
     parametrizations: tuple     # stage-1 variants Figures 5 and 8 compare
     study: tuple                # experiments of the sampling study
+    frontier: tuple = ()        # experiments of the efficiency frontier
 
     @property
     def results(self) -> str:
@@ -148,6 +151,13 @@ def _sampling(name: str, spec: dict, config: dict, methods: dict, schema: dict |
             raise _error(f"experiments.{name}.sampling",
                          f"method {spec['method']!r} is not sampled by a solver")
         return None
+    if "distill" in spec:  # a student is sampled by the solver it was distilled for
+        if spec["method"] != "ecdp" or "sampling" in spec:
+            raise _error(f"experiments.{name}.distill", "a distilled student is an ecdp "
+                         "experiment sampled by training.distill.solver at its nfe (no "
+                         "sampling: of its own)")
+        return parse_sampling({"solver": config["training"]["distill"]["solver"],
+                               "nfe": spec["distill"]["nfe"]}, where=f"experiments.{name}")
     override = spec.get("sampling")
     if override is not None and schema is not None:  # --config strings typed like sampling:
         node = {"$defs": schema["$defs"], **schema["$defs"][f"{method.sampling}_sampling"]}
@@ -179,7 +189,8 @@ def resolve_run(config: dict, methods: dict, schema: dict | None = None) -> Run:
     run = config.get("run")
     if run is not None and not run:
         raise _error("run", "an empty list runs nothing; give experiments, or null for all")
-    run = list(defined) if run is None else list(run)
+    # null: every experiment but the distilled students, which run when named (their own target)
+    run = [e for e, spec in defined.items() if "distill" not in spec] if run is None else list(run)
     unknown = [e for e in run if e not in defined]
     if unknown:
         raise _error("run", f"names undefined experiments {unknown}; defined: "
@@ -223,11 +234,24 @@ def resolve_run(config: dict, methods: dict, schema: dict | None = None) -> Run:
                          f"(models/<name>/); rename the experiment")
         return model.name
 
-    for name in run:
+    students = [n for n in run if "distill" in all_specs[n][0]]
+    for name in [n for n in run if n not in students] + students:
         spec, method, iq, sampling = all_specs[name]
         model = None
         if spec.get("checkpoint") or not method.trained:
             pass
+        elif "distill" in spec:
+            teacher = spec["distill"].get("teacher", "ecdp")
+            if teacher not in experiments or experiments[teacher].method != "ecdp" \
+                    or experiments[teacher].model is None:
+                raise _error(f"experiments.{name}.distill.teacher",
+                             f"{teacher!r} must be an ECDP experiment with a trained model, "
+                             f"run too (add it to run)")
+            model = add(TrainedModel(
+                name, "train_ecdp_distill", experiments[teacher].model, network="ecdp",
+                chain=spec["distill"]["nfe"],
+                params={"cfg": config["training"]["distill"], "nfe": spec["distill"]["nfe"]}),
+                name)
         elif spec["method"] == "ecdp":
             parametrization = spec.get("parametrization", "hybrid")
             sigma = spec.get("sigma", sigma0)
@@ -271,7 +295,8 @@ def resolve_run(config: dict, methods: dict, schema: dict | None = None) -> Run:
             train_seeds=train_seeds if model is not None else train_seeds[:1],
             sample_seeds=tuple(range(config["evaluation"]["sample_seeds"]
                                      if method.stochastic else 1)),
-            sampling=sampling, iq=iq, k=spec.get("k"))
+            sampling=sampling, iq=iq, k=spec.get("k"),
+            distilled=spec["distill"]["nfe"] if "distill" in spec else None)
     tables = _tables(config, defined)
     timed = tuple(e for e in experiments if any(
         e in t["experiments"] for t in tables.values() if set(TIMING_METRICS) & set(t["metrics"])))
@@ -282,12 +307,29 @@ def resolve_run(config: dict, methods: dict, schema: dict | None = None) -> Run:
     not_ecdp = [e for e in study if experiments[e].method != "ecdp"]
     if not_ecdp:
         raise _error("sampling_study.experiments", f"{not_ecdp} are not ECDP experiments")
+    frontier = _frontier(config, experiments)
     return Run(dataset=config["dataset"], scale=config["scale"], train_seeds=train_seeds,
                experiments=experiments,
                labels={k: v.get("label", k) for k, v in defined.items()},
                reference_rows={k: v.get("reference_row", k) for k, v in defined.items()},
                models=models, tables=tables, timed=timed, figures=figures, grid=grid,
-               parametrizations=parametrizations, study=study)
+               parametrizations=parametrizations, study=study, frontier=frontier)
+
+
+def _frontier(config: dict, experiments: dict) -> tuple:
+    """The frontier's experiments among those run: diffusion methods only, one per method and
+    training lineage; every solver able to meet some budget of the grid."""
+    spec = config["frontier"]
+    chosen = tuple(e for e in spec["experiments"] if e in experiments)
+    not_sampled = [e for e in chosen if experiments[e].sampling is None]
+    if not_sampled:
+        raise _error("frontier.experiments", f"{not_sampled} are not diffusion experiments "
+                     "(their methods have no solver)")
+    for solver in spec["solvers"]:
+        if not any(SOLVERS[solver].min_nfe <= n for n in spec["nfe"]):
+            raise _error("frontier.nfe", f"solver {solver} needs nfe >= "
+                         f"{SOLVERS[solver].min_nfe}; none of {spec['nfe']} is")
+    return chosen
 
 
 def _rrdb(name: str, config: dict) -> TrainedModel:

@@ -53,11 +53,17 @@ class _ExactEps(torch.nn.Module):
         return (x - level * self.x0) / (1 - level**2).sqrt()
 
 
+@pytest.mark.parametrize("spec,nfe", [({"steps": 10}, 10),
+                                      ({"solver": "dpmpp_2m", "nfe": 5}, 5),
+                                      ({"solver": "unipc", "nfe": 4}, 4),
+                                      ({"solver": "ddim", "nfe": 1}, 1)])
 @pytest.mark.parametrize("kind", ["srdiff", "sr3"])
-def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind):
+def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind, spec, nfe):
     """SRDiff's target is 2 (HR - bicubic) with images in [-1, 1] = 4 (HR - mu) in [0, 1], mu =
     255/256 bicubic (the release's bicubic of LR / 256); SR3's is HR in [-1, 1]. With the exact
-    eps the loss is 0 and the sampler returns HR."""
+    eps the loss is 0 and every sampler returns HR: the ancestral chain and the fast solvers on
+    the chain's continuous-time schedule (the network then sees fractional steps, SRDiff, or
+    interpolated levels, SR3), each ending with its denoising step."""
     from ecdp.degradation import upsample
     g = torch.Generator().manual_seed(0)
     lr = torch.rand(1, 3, 6, 6, generator=g) * 0.6 + 0.2
@@ -68,8 +74,9 @@ def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind):
         model = SRDiff(rrdb=RRDBNet(scale=4, features=8, growth=4, blocks=2), taps=(0,), dim=8,
                        mults=(1, 2))
         assert torch.allclose(model.mu(lr), upsample(lr, 4) * 255 / 256)
-        model.unet = _ExactEps(4 * (hr - model.mu(lr)),
-                               lambda t, x: model.schedule.noise_level(t.long(), x))
+        model.unet = _ExactEps(4 * (hr - model.mu(lr)),  # the step t, maybe fractional
+                               lambda t, x: model.vp.alpha_bar(
+                                   (t.double() + 1) / model.schedule.steps).sqrt().to(x.dtype))
         loss, _ = model.loss(lr, hr, t, eps)
     else:
         model = SR3(scale=4, net={"channels": [8], "blocks": [1], "time_channels": 4, "norm_groups": 4},
@@ -77,8 +84,8 @@ def test_exact_denoiser_reproduces_hr_through_the_target_convention(kind):
         model.unet = _ExactEps(hr * 2 - 1, lambda level, x: level)
         loss, _ = model.loss(lr, hr, t, eps, torch.zeros(1))
     assert float(loss) == pytest.approx(0, abs=1e-4)
-    sr, nfe = sampled(model, {"steps": 10}, family="ddpm").super_resolve(lr, generator=g)
-    assert nfe == 10 and torch.allclose(sr, hr, atol=1e-4)
+    sr, used = sampled(model, spec, family="ddpm").super_resolve(lr, generator=g)
+    assert used == nfe and torch.allclose(sr, hr, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ def test_every_config_error_names_its_key(overrides, key):
     with pytest.raises(ValueError) as err:
         run_of(overrides)
     assert key in str(err.value)
-    assert RESERVED == {"summary", "sampling"}
+    assert RESERVED == {"summary", "sampling", "frontier"}
 
 
 def test_metric_names_are_one_list():

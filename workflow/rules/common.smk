@@ -87,7 +87,8 @@ def timing_input(table):
 
 
 def all_targets():
-    tables = expand("{results}/tables/{table}.{ext}", results=RESULTS, table=RUN.tables,
+    tables = expand("{results}/tables/{table}.{ext}", results=RESULTS,
+                    table=[t for t, spec in RUN.tables.items() if spec.get("in_all", True)],
                     ext=("md", "csv", "tex"))
     return tables + expand("{results}/figures/{figure}.png", results=RESULTS,
                            figure=RUN.figures)

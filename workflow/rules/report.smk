@@ -18,7 +18,7 @@ rule table:
     wildcard_constraints:
         table=_alternatives(RUN.tables),
     params:
-        table=lambda w: RUN.tables[w.table],
+        table=lambda w: {k: v for k, v in RUN.tables[w.table].items() if k != "in_all"},
         labels=RUN.labels,
         reference_rows=RUN.reference_rows,
         dataset=DATASET,

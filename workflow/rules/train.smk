@@ -74,6 +74,30 @@ rule train_ecdp_stage2:
         "../scripts/train_ecdp.py"
 
 
+rule train_ecdp_distill:
+    input:
+        dataset=MANIFEST,
+        upstream=upstream,
+        weights="resources/weights/weights.json",
+    output:
+        MODEL,
+    log:
+        MODEL_LOG,
+    wildcard_constraints:
+        model=_alternatives(RUN.models_of("train_ecdp_distill")),
+    params:
+        cfg=params_of("cfg"),
+        nfe=params_of("nfe"),
+        seed=lambda w: int(w.train_seed),
+    threads: JOB_THREADS * TRAIN_PROCESSES
+    resources:
+        **training_resources(),
+    conda:
+        "../envs/ecdp.yaml"
+    script:
+        "../scripts/train_ecdp_distill.py"
+
+
 rule train_srdiff:
     input:
         dataset=MANIFEST,
