@@ -190,10 +190,12 @@ def _evaluate(eps_fn, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return eps_fn(z, torch.as_tensor(t).to(z.dtype).to(z.device))
 
 
-def _x0(eps_fn, sde, t, z) -> torch.Tensor:
-    """The data prediction (z - s_t eps_hat) / a_t."""
+def _x0(eps_fn, sde, t, z, clip: bool = False) -> torch.Tensor:
+    """The data prediction (z - s_t eps_hat) / a_t, clipped to [-1, 1] when ``clip`` (a DDPM's
+    data range: its ancestral chain clips the same prediction)."""
     a, s = _a_s(sde, t)
-    return (z - s * _evaluate(eps_fn, t, z)) / a
+    x0 = (z - s * _evaluate(eps_fn, t, z)) / a
+    return x0.clamp(-1, 1) if clip else x0
 
 
 def _grid(sde, steps: int, t_end: float, grid: str | None, solver: str) -> torch.Tensor:
@@ -202,15 +204,16 @@ def _grid(sde, steps: int, t_end: float, grid: str | None, solver: str) -> torch
 
 
 def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3000,
-         grid: str | None = None, eta: float = 0.0, generator=None, image: str = "batch",
-         adjoint_params=None) -> tuple[torch.Tensor, int]:
+         grid: str | None = None, eta: float = 0.0, clip: bool = False, generator=None,
+         image: str = "batch", adjoint_params=None) -> tuple[torch.Tensor, int]:
     """DDIM (Song et al. 2021, eq. 12) in ``nfe`` steps of one evaluation each:
 
         x0 = (z_i - s_i eps) / a_i,  c = eta sqrt((s_n^2 / s_i^2) (1 - a_i^2 / a_n^2)),
         z_n = a_n x0 + sqrt(s_n^2 - c^2) eps + c noise.
 
     eta = 0 is deterministic (DPM-Solver-1); eta = 1 on a chain's own steps is its ancestral
-    sampler (the posterior variance)."""
+    sampler (the posterior variance). ``clip``: x0 clipped to [-1, 1] and eps recomputed from
+    it, as a DDPM release's DDIM does."""
     del adjoint_params
     ts = _grid(sde, nfe, t_end, grid, "ddim")
     z = z1
@@ -218,6 +221,9 @@ def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3
         (a_i, s_i), (a_n, s_n) = _a_s(sde, ts[i]), _a_s(sde, ts[i + 1])
         eps = _evaluate(eps_fn, ts[i], z)
         x0 = (z - s_i * eps) / a_i
+        if clip:
+            x0 = x0.clamp(-1, 1)
+            eps = (z - a_i * x0) / s_i
         c = eta * math.sqrt(max((s_n / s_i) ** 2 * (1 - (a_i / a_n) ** 2), 0.0))
         z = a_n * x0 + math.sqrt(max(s_n**2 - c**2, 0.0)) * eps
         if c > 0:
@@ -227,8 +233,9 @@ def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3
 
 
 def dpm_solver_pp_2m(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int,
-                     t_end: float = 1 / 3000, grid: str | None = None, image: str = "batch",
-                     adjoint_params=None, generator=None) -> tuple[torch.Tensor, int]:
+                     t_end: float = 1 / 3000, grid: str | None = None, clip: bool = False,
+                     image: str = "batch", adjoint_params=None,
+                     generator=None) -> tuple[torch.Tensor, int]:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), ``nfe`` steps of one
     evaluation each on the data prediction x0_i = (z_i - s_i eps_hat(z_i, t_i)) / a_i:
 
@@ -246,7 +253,7 @@ def dpm_solver_pp_2m(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int,
     for i in range(nfe):
         (_, s_i), (a_n, s_n) = _a_s(sde, ts[i]), _a_s(sde, ts[i + 1])
         h = lam[i + 1] - lam[i]
-        x0 = _x0(eps_fn, sde, ts[i], z)
+        x0 = _x0(eps_fn, sde, ts[i], z, clip)
         if prev_x0 is None:
             d = x0
         else:
@@ -336,7 +343,7 @@ def _unipc_coefficients(rs: list[float], hh: float) -> tuple[list[float], list[f
 
 
 def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: int = 3,
-             image: str = "batch") -> tuple[torch.Tensor, int]:
+             clip: bool = False, image: str = "batch") -> tuple[torch.Tensor, int]:
     """UniPC-bh2 (multistep predictor UniP-p and corrector UniC on the data prediction) along
     the times ``ts`` (len(ts) - 1 steps, one evaluation each: the corrector reuses the next
     step's evaluation and the last step has none). Orders rise as points accumulate and fall
@@ -344,7 +351,7 @@ def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: i
     steps = len(ts) - 1
     lam = [float(sde.log_snr(t)) for t in ts]
     z = z1
-    history = [(lam[0], _x0(eps_fn, sde, ts[0], z))]
+    history = [(lam[0], _x0(eps_fn, sde, ts[0], z, clip))]
     nfe = 1
     for i in range(1, steps + 1):
         p = min(order, i, steps - i + 1) if steps < 10 else min(order, i)
@@ -362,7 +369,7 @@ def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: i
         if i == steps:
             z = z_pred
         else:
-            m_t = _x0(eps_fn, sde, ts[i], z_pred)
+            m_t = _x0(eps_fn, sde, ts[i], z_pred, clip)
             nfe += 1
             correction = sum(r * d for r, d in zip(rho_c[:-1], diffs)) + rho_c[-1] * (m_t - m_p)
             z = base - a_t * b_h * correction
@@ -373,14 +380,14 @@ def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: i
 
 
 def unipc(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3000,
-          grid: str | None = None, order: int = 3, image: str = "batch", adjoint_params=None,
-          generator=None) -> tuple[torch.Tensor, int]:
+          grid: str | None = None, order: int = 3, clip: bool = False, image: str = "batch",
+          adjoint_params=None, generator=None) -> tuple[torch.Tensor, int]:
     """UniPC-bh2 with ``nfe`` evaluations (``unipc_on`` on a grid of nfe steps)."""
     del adjoint_params, generator
     if order not in (1, 2, 3):
         raise ValueError(f"unipc order must be 1, 2 or 3, got {order}")
     return unipc_on(eps_fn, sde, z1, _grid(sde, nfe, t_end, grid, "unipc"), order=order,
-                    image=image)
+                    clip=clip, image=image)
 
 
 # ---------------------------------------------------------------------- reverse SDE
@@ -445,10 +452,10 @@ SOLVERS = {
     **{name: Solver(functools.partial(probability_flow_z, method=name), _TORCHDIFFEQ | {"nfe"},
                     frozenset({"nfe"}), min_nfe=FIXED_STEP_EVALS[name])
        for name in ("euler", "heun", "rk4")},
-    "ddim": Solver(ddim, _FAST | {"eta"}, frozenset({"nfe"})),
-    "dpmpp_2m": Solver(dpm_solver_pp_2m, _FAST, frozenset({"nfe"})),
+    "ddim": Solver(ddim, _FAST | {"eta", "clip"}, frozenset({"nfe"})),
+    "dpmpp_2m": Solver(dpm_solver_pp_2m, _FAST | {"clip"}, frozenset({"nfe"})),
     "dpm_solver_3": Solver(dpm_solver_3, _FAST, frozenset({"nfe"}), min_nfe=3),
-    "unipc": Solver(unipc, _FAST | {"order"}, frozenset({"nfe"})),
+    "unipc": Solver(unipc, _FAST | {"order", "clip"}, frozenset({"nfe"})),
     "reverse_sde": Solver(reverse_sde_z, frozenset({"steps", "t_end", "checkpoint"}),
                           frozenset({"steps"}), stochastic=True),
 }
@@ -518,7 +525,7 @@ def check_options(name: str, options: dict, *, where: str = "sampling") -> dict:
         if key == "grid" and value not in GRIDS:
             raise ValueError(f"{where}.grid: unknown time grid {value!r}; choose one of "
                              f"{', '.join(GRIDS)}")
-        if key in ("adjoint", "checkpoint", "denoise") and not isinstance(value, bool):
+        if key in ("adjoint", "checkpoint", "denoise", "clip") and not isinstance(value, bool):
             raise ValueError(f"{where}.{key}: expected true or false, got {value!r}")
     if "options" in options:
         try:

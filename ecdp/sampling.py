@@ -113,8 +113,11 @@ def parse_sampling(spec: dict | Sampling | None, *, family: str = "ecdp",
         if spec.get("solver") == "reverse_sde":
             raise ValueError(f"{where}.solver: reverse_sde is ECDP's (the conditional SDE); a "
                              f"DDPM's stochastic sampler is its ancestral chain or ddim with eta")
-        # a DDPM's fast solve ends by predicting the clean image from its first step
+        # a DDPM's fast solve ends by predicting the clean image from its first step, and
+        # clips its data predictions to [-1, 1] as the chain does (where the solver has them)
         spec.setdefault("denoise", True)
+        if "clip" in SOLVERS.get(spec.get("solver"), SOLVERS["dopri5"]).options:
+            spec.setdefault("clip", True)
     evaluation = _evaluation(spec, where)
     for key in EVALUATION:
         spec.pop(key, None)

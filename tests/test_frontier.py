@@ -52,9 +52,12 @@ def test_frontier_and_student_config_errors_name_their_key(overrides, key):
 
 def test_ddpm_family_takes_every_probability_flow_solver():
     fast = parse_sampling({"solver": "dpmpp_2m", "nfe": 10}, family="ddpm", where="sampling.sr3")
-    assert fast.family == "ddpm" and fast.options_dict() == {"nfe": 10, "denoise": True}
-    assert fast.record() == {"solver": "dpmpp_2m", "nfe": 10, "denoise": True,
+    assert fast.family == "ddpm" and fast.options_dict() == {"nfe": 10, "denoise": True,
+                                                             "clip": True}
+    assert fast.record() == {"solver": "dpmpp_2m", "clip": True, "denoise": True, "nfe": 10,
                              "temperature": 1.0}
+    assert "clip" not in parse_sampling({"solver": "dpm_solver_3", "nfe": 4},
+                                        family="ddpm").options_dict()  # noise prediction
     assert parse_sampling({"steps": 100}, family="ddpm").record() == {"solver": "ancestral",
                                                                        "steps": 100}
     with pytest.raises(ValueError, match="sampling.srdiff.solver: reverse_sde is ECDP's"):

@@ -182,3 +182,17 @@ def test_unipc_matches_the_diffusers_implementation(steps, order):
     ours, nfe = unipc_on(eps, vp, x1, ts, order=order)
     assert nfe == steps
     assert torch.allclose(ours, x, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("solver", ["ddim", "dpmpp_2m", "unipc"])
+def test_clip_keeps_a_ddpm_solve_in_its_data_range(solver):
+    """``clip`` (default for SRDiff and SR3) clips the data prediction to [-1, 1] as their
+    ancestral chain does: data at 3 lands near 1, not at 3."""
+    vp = DiscreteVP(Schedule(cosine_betas(100)).alpha_bar)
+    eps = gaussian_eps(vp, 3.0, 0.1)
+    x1 = _prior((16, 1, 2, 2))
+    free = make_solver({"solver": solver, "nfe": 8, "t_end": 0.01})(eps, vp, x1)[0]
+    clipped = make_solver({"solver": solver, "nfe": 8, "t_end": 0.01, "clip": True})(
+        eps, vp, x1)[0]
+    assert float(free.mean()) == pytest.approx(3.0, abs=0.2)
+    assert float(clipped.max()) < 1.1 and float(clipped.mean()) > 0.8
