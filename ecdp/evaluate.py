@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .data.io import read_image, sha256_file, verify_checksum, write_json, write_png
 from .data.pairs import load_pairs, read_pair
-from .metrics import PROTOCOLS, QUALITY, load_lpips, lpips_distance, lr_psnr, psnr, ssim
+from .metrics import PROTOCOLS, QUALITY, load_lpips, quality
 from .rng import image_generator
 
 __all__ = ["to_tensor", "to_uint8", "super_resolve_pairs", "evaluate_sr", "summarize"]
@@ -117,11 +117,8 @@ def evaluate_sr(pairs_manifest: str | os.PathLike, sr_manifests: list[str | os.P
                     "experiment": experiment, "image": pair["name"],
                     "sample_seed": sr_manifest["sample_seed"],
                     "train_seed": sr_manifest.get("train_seed"),
-                    "psnr": psnr(sr, hr, protocol=protocol).item(),
-                    "ssim": ssim(sr, hr, protocol=protocol).item(),
-                    "lpips": (lpips_distance(lpips_model, sr, hr, protocol=protocol).item()
-                              if lpips_model is not None else float("nan")),
-                    "lr_psnr": lr_psnr(sr, lr, scale=scale, protocol=protocol).item(),
+                    **quality(sr, hr, lr, scale=scale, protocol=protocol,
+                              lpips_model=lpips_model),
                     "seconds": info["seconds"], "nfe": info["nfe"],
                     **protocol.columns(), "lpips_weights": lpips_status,
                     "scale": scale,

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .data.io import atomic_write_text
 from .data.pairs import load_pairs, read_pair
 from .evaluate import to_tensor
-from .metrics import PAPER, load_lpips, lpips_distance, lr_psnr, psnr, ssim
+from .metrics import PAPER, load_lpips, quality
 from .rng import image_generator
 from .samplers import RELEASED_SAMPLING
 from .sampling import Sampled, Sampling, parse_sampling
@@ -97,7 +97,7 @@ def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
                            where="frontier.reference")
     reference = Sampled(teacher[0] if teacher else model, tight)
     against = Sampled(*teacher) if teacher else None  # the tabled solve to measure against
-    runs = [(tabled, True)] + [(s, False) for s in specs]
+    runs = [(Sampled(model, tabled), True)] + [(Sampled(model, s), False) for s in specs]
     entries = pairs["pairs"][:limit]
     rows = []
     bar = tqdm(total=len(entries) * (len(runs) + 1), desc=f"frontier {experiment} "
@@ -114,8 +114,7 @@ def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
             tabled_sr = (against.super_resolve(lr, generator=start(), image=pair["name"])[0]
                          if against is not None else None)
             bar.update()
-            for sampling, released in runs:
-                sampled = Sampled(model, sampling)
+            for sampled, released in runs:
                 _sync(device)
                 begin = time.perf_counter()
                 sr, nfe = sampled.super_resolve(lr, generator=start(), image=pair["name"])
@@ -125,13 +124,10 @@ def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
                     tabled_sr = sr
                 rows.append({
                     "experiment": experiment, "train_seed": train_seed, "image": pair["name"],
-                    "solver": sampling.solver, "setting": _describe(sampled),
+                    "solver": sampled.value.solver, "setting": _describe(sampled),
                     "released": released, "nfe": int(nfe), "seconds": seconds,
-                    "psnr": psnr(sr, hr, protocol=PAPER).item(),
-                    "lr_psnr": lr_psnr(sr, lr, scale=scale, protocol=PAPER).item(),
-                    "ssim": ssim(sr, hr, protocol=PAPER).item(),
-                    "lpips": (lpips_distance(lpips_model, sr, hr, protocol=PAPER).item()
-                              if lpips_model is not None else float("nan")),
+                    **quality(sr, hr, lr, scale=scale, protocol=PAPER,
+                              lpips_model=lpips_model),
                     "rms_to_reference": float((sr - ref).pow(2).mean().sqrt()),
                     "rms_to_tabled": float((sr - tabled_sr).pow(2).mean().sqrt()),
                     "reference": (f"{'the teacher' + chr(39) + 's ' if teacher else ''}dopri5 "

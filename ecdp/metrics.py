@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .degradation import imresize
 
-__all__ = ["Protocol", "PAPER", "basicsr", "PROTOCOLS", "psnr", "ssim", "lr_psnr",
+__all__ = ["Protocol", "PAPER", "basicsr", "PROTOCOLS", "psnr", "ssim", "lr_psnr", "quality",
            "LPIPS", "lpips_distance", "load_lpips", "QUALITY"]
 
 QUALITY = ("lpips", "psnr", "ssim", "lr_psnr")  # every image's quality metrics, in table order
@@ -181,3 +181,14 @@ def lpips_distance(model: LPIPS, sr: torch.Tensor, hr: torch.Tensor, *,
                    protocol: Protocol = PAPER) -> torch.Tensor:
     with torch.no_grad():
         return model(sr, hr, protocol=protocol)
+
+
+def quality(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, *, scale: int,
+            protocol: Protocol, lpips_model: LPIPS | None = None) -> dict:
+    """The tables' quality metrics of one SR image under ``protocol``: PSNR, SSIM, LPIPS (NaN
+    without its weights) and LR-PSNR, as floats."""
+    return {"psnr": psnr(sr, hr, protocol=protocol).item(),
+            "ssim": ssim(sr, hr, protocol=protocol).item(),
+            "lpips": (lpips_distance(lpips_model, sr, hr, protocol=protocol).item()
+                      if lpips_model is not None else float("nan")),
+            "lr_psnr": lr_psnr(sr, lr, scale=scale, protocol=protocol).item()}

@@ -125,8 +125,6 @@ class DiscreteVP:
         self.steps = len(alpha_bar)
         self.ts = torch.arange(1, self.steps + 1, dtype=torch.float64) / self.steps
         self.log_alpha_bar = alpha_bar.log()
-        lam = 0.5 * (self.log_alpha_bar - torch.log(-torch.expm1(self.log_alpha_bar)))
-        self.lams = lam
 
     def _log_ab(self, t) -> torch.Tensor:  # the table lives on the CPU, in float64
         t = torch.as_tensor(t).detach().to("cpu", torch.float64)

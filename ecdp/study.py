@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .data.io import atomic_write_text
 from .data.pairs import load_pairs, read_pair
 from .evaluate import to_tensor
-from .metrics import PAPER, load_lpips, lpips_distance, lr_psnr, psnr, ssim
+from .metrics import PAPER, load_lpips, quality
 from .rng import image_generator
 from .samplers import RELEASED_SAMPLING, SOLVERS, make_solver
 from .tables import html_page
@@ -94,11 +94,8 @@ def sampling_study(model, pairs_manifest: str | os.PathLike, *, solvers: list[di
                     "experiment": experiment, "image": pair["name"],
                     "solver": spec["solver"], "setting": _setting(spec),
                     "released": _released(spec), "nfe": int(nfe), "seconds": seconds,
-                    "psnr": psnr(sr, hr, protocol=PAPER).item(),
-                    "lr_psnr": lr_psnr(sr, lr, scale=scale, protocol=PAPER).item(),
-                    "ssim": ssim(sr, hr, protocol=PAPER).item(),
-                    "lpips": (lpips_distance(lpips_model, sr, hr, protocol=PAPER).item()
-                              if lpips_model is not None else float("nan")),
+                    **quality(sr, hr, lr, scale=scale, protocol=PAPER,
+                              lpips_model=lpips_model),
                     "rms_to_reference": float((x0 - ref).pow(2).mean().sqrt()),
                     "reference": f"dopri5 tol {reference_tolerance:g} ({ref_nfe} NFE)",
                     "lpips_weights": lpips_status, "device": str(device),
