@@ -27,11 +27,11 @@ from .data.pairs import load_pairs, read_pair
 from .evaluate import to_tensor
 from .metrics import PAPER, load_lpips, quality
 from .rng import image_generator
-from .samplers import RELEASED_SAMPLING
+from .samplers import DEFAULT_GRID, RELEASED_SAMPLING
 from .sampling import Sampled, Sampling, parse_sampling
 from .tables import html_page, welch_p
 
-__all__ = ["frontier_grid", "run_frontier", "summarize_frontier", "write_frontier_table",
+__all__ = ["frontier_grid", "solver_entry", "solver_label", "run_frontier", "summarize_frontier", "write_frontier_table",
            "FRONTIER_METRICS", "at_equal_nfe"]
 
 FRONTIER_METRICS = ("psnr", "lr_psnr", "ssim", "lpips", "seconds", "nfe", "rms_to_reference",
@@ -40,22 +40,41 @@ QUALITY = {"psnr": ("PSNR", True), "lr_psnr": ("LR-PSNR", True), "ssim": ("SSIM"
            "lpips": ("LPIPS", False)}  # name, higher is better
 
 
-def frontier_grid(family: str, *, solvers: list[str], nfe: list[int],
+def solver_entry(entry: str | dict) -> dict:
+    """A frontier solver: a name (on its default grid) or {solver, grid}."""
+    return {"solver": entry} if isinstance(entry, str) else dict(entry)
+
+
+def solver_label(sampling: Sampling) -> str:
+    """A frontier line's name: the solver, with its grid where one was named."""
+    grid = sampling.options_dict().get("grid")
+    return f"{sampling.solver} ({grid})" if grid else sampling.solver
+
+
+def frontier_grid(family: str, *, solvers: list, nfe: list[int],
                   where: str = "frontier") -> list[Sampling]:
-    """Every solver at every budget it can meet, as ``Sampling`` values of ``family``
-    (a DDPM's budgets include its final denoising step)."""
+    """Every solver (a name, or {solver, grid}) at every budget it can meet, as ``Sampling``
+    values of ``family`` (a DDPM's budgets include its final denoising step). Solves that
+    are the same whatever the grid appear once: the prediction from the prior (NFE 1 with the
+    denoising step) for every solver, and one step from t = 1 to t_end on a named grid."""
     grid, seen_one = [], False
-    for solver in solvers:
+    named = {solver_entry(e)["solver"] for e in solvers if isinstance(e, str)}
+    for entry in solvers:
+        entry = solver_entry(entry)
         for n in nfe:
             try:
-                sampling = parse_sampling({"solver": solver, "nfe": n}, family=family,
-                                          where=f"{where}.{solver}")
+                sampling = parse_sampling({**entry, "nfe": n}, family=family,
+                                          where=f"{where}.{entry['solver']}")
             except ValueError:  # a budget the solver cannot meet (dpm_solver_3 below 3)
                 continue
-            if n == 1 and sampling.options_dict().get("denoise"):
+            options = sampling.options_dict()
+            if n == 1 and options.get("denoise"):
                 if seen_one:  # the prediction from the prior: the same for every solver
                     continue
                 seen_one = True
+            steps = n - 1 if options.get("denoise") else n
+            if "grid" in entry and steps == 1 and entry["solver"] in named:
+                continue  # one step has no inner time: the default grid's line has it
             grid.append(sampling)
     return grid
 
@@ -68,7 +87,12 @@ def _describe(sampled: Sampled) -> str:
         return f"ancestral, {steps} steps{whole}"
     if sampling.adaptive:
         return f"{sampling.solver} tol {options.get('rtol', RELEASED_SAMPLING['rtol']):g}"
-    return f"NFE {options['nfe']}" if "nfe" in options else str(sampling.record())
+    if "nfe" not in options:
+        return str(sampling.record())
+    if options["nfe"] == 1 and options.get("denoise"):
+        return "NFE 1, the prediction from the prior"
+    grid = options.get("grid", DEFAULT_GRID.get(sampling.solver))
+    return f"NFE {options['nfe']}" + (f", {grid} grid" if grid else "")
 
 
 def _sync(device) -> None:
@@ -124,7 +148,7 @@ def run_frontier(model, family: str, pairs_manifest: str | os.PathLike, *,
                     tabled_sr = sr
                 rows.append({
                     "experiment": experiment, "train_seed": train_seed, "image": pair["name"],
-                    "solver": sampled.value.solver, "setting": _describe(sampled),
+                    "solver": solver_label(sampled.value), "setting": _describe(sampled),
                     "released": released, "nfe": int(nfe), "seconds": seconds,
                     **quality(sr, hr, lr, scale=scale, protocol=PAPER,
                               lpips_model=lpips_model),

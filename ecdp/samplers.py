@@ -51,7 +51,7 @@ from .timesteps import GRIDS, time_grid
 
 __all__ = ["SamplerError", "FIXED_STEP_EVALS", "ADAPTIVE", "RELEASED_TIME_SCALE",
            "RELEASED_SAMPLING", "SOLVERS", "Solver", "check_options", "make_solver",
-           "probability_flow_z", "DEFAULT_GRID", "stochastic", "denoised", "ddim",
+           "probability_flow_z", "DEFAULT_GRID", "stochastic", "denoised", "clipped", "ddim",
            "dpm_solver_pp_2m", "dpm_solver_3", "unipc", "unipc_on", "reverse_sde_z", "probability_flow_sample",
            "reverse_sde_sample", "solve_in_x"]
 
@@ -190,12 +190,10 @@ def _evaluate(eps_fn, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return eps_fn(z, torch.as_tensor(t).to(z.dtype).to(z.device))
 
 
-def _x0(eps_fn, sde, t, z, clip: bool = False) -> torch.Tensor:
-    """The data prediction (z - s_t eps_hat) / a_t, clipped to [-1, 1] when ``clip`` (a DDPM's
-    data range: its ancestral chain clips the same prediction)."""
+def _x0(eps_fn, sde, t, z) -> torch.Tensor:
+    """The data prediction (z - s_t eps_hat) / a_t."""
     a, s = _a_s(sde, t)
-    x0 = (z - s * _evaluate(eps_fn, t, z)) / a
-    return x0.clamp(-1, 1) if clip else x0
+    return (z - s * _evaluate(eps_fn, t, z)) / a
 
 
 def _grid(sde, steps: int, t_end: float, grid: str | None, solver: str) -> torch.Tensor:
@@ -204,7 +202,7 @@ def _grid(sde, steps: int, t_end: float, grid: str | None, solver: str) -> torch
 
 
 def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3000,
-         grid: str | None = None, eta: float = 0.0, clip: bool = False, generator=None,
+         grid: str | None = None, eta: float = 0.0, generator=None,
          image: str = "batch", adjoint_params=None) -> tuple[torch.Tensor, int]:
     """DDIM (Song et al. 2021, eq. 12) in ``nfe`` steps of one evaluation each:
 
@@ -212,8 +210,7 @@ def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3
         z_n = a_n x0 + sqrt(s_n^2 - c^2) eps + c noise.
 
     eta = 0 is deterministic (DPM-Solver-1); eta = 1 on a chain's own steps is its ancestral
-    sampler (the posterior variance). ``clip``: x0 clipped to [-1, 1] and eps recomputed from
-    it, as a DDPM release's DDIM does."""
+    sampler (the posterior variance)."""
     del adjoint_params
     ts = _grid(sde, nfe, t_end, grid, "ddim")
     z = z1
@@ -221,9 +218,6 @@ def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3
         (a_i, s_i), (a_n, s_n) = _a_s(sde, ts[i]), _a_s(sde, ts[i + 1])
         eps = _evaluate(eps_fn, ts[i], z)
         x0 = (z - s_i * eps) / a_i
-        if clip:
-            x0 = x0.clamp(-1, 1)
-            eps = (z - a_i * x0) / s_i
         c = eta * math.sqrt(max((s_n / s_i) ** 2 * (1 - (a_i / a_n) ** 2), 0.0))
         z = a_n * x0 + math.sqrt(max(s_n**2 - c**2, 0.0)) * eps
         if c > 0:
@@ -233,8 +227,7 @@ def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3
 
 
 def dpm_solver_pp_2m(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int,
-                     t_end: float = 1 / 3000, grid: str | None = None, clip: bool = False,
-                     image: str = "batch", adjoint_params=None,
+                     t_end: float = 1 / 3000, grid: str | None = None, image: str = "batch", adjoint_params=None,
                      generator=None) -> tuple[torch.Tensor, int]:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), ``nfe`` steps of one
     evaluation each on the data prediction x0_i = (z_i - s_i eps_hat(z_i, t_i)) / a_i:
@@ -253,7 +246,7 @@ def dpm_solver_pp_2m(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int,
     for i in range(nfe):
         (_, s_i), (a_n, s_n) = _a_s(sde, ts[i]), _a_s(sde, ts[i + 1])
         h = lam[i + 1] - lam[i]
-        x0 = _x0(eps_fn, sde, ts[i], z, clip)
+        x0 = _x0(eps_fn, sde, ts[i], z)
         if prev_x0 is None:
             d = x0
         else:
@@ -343,7 +336,7 @@ def _unipc_coefficients(rs: list[float], hh: float) -> tuple[list[float], list[f
 
 
 def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: int = 3,
-             clip: bool = False, image: str = "batch") -> tuple[torch.Tensor, int]:
+             image: str = "batch") -> tuple[torch.Tensor, int]:
     """UniPC-bh2 (multistep predictor UniP-p and corrector UniC on the data prediction) along
     the times ``ts`` (len(ts) - 1 steps, one evaluation each: the corrector reuses the next
     step's evaluation and the last step has none). Orders rise as points accumulate and fall
@@ -351,7 +344,7 @@ def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: i
     steps = len(ts) - 1
     lam = [float(sde.log_snr(t)) for t in ts]
     z = z1
-    history = [(lam[0], _x0(eps_fn, sde, ts[0], z, clip))]
+    history = [(lam[0], _x0(eps_fn, sde, ts[0], z))]
     nfe = 1
     for i in range(1, steps + 1):
         p = min(order, i, steps - i + 1) if steps < 10 else min(order, i)
@@ -369,7 +362,7 @@ def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: i
         if i == steps:
             z = z_pred
         else:
-            m_t = _x0(eps_fn, sde, ts[i], z_pred, clip)
+            m_t = _x0(eps_fn, sde, ts[i], z_pred)
             nfe += 1
             correction = sum(r * d for r, d in zip(rho_c[:-1], diffs)) + rho_c[-1] * (m_t - m_p)
             z = base - a_t * b_h * correction
@@ -380,14 +373,14 @@ def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: i
 
 
 def unipc(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3000,
-          grid: str | None = None, order: int = 3, clip: bool = False, image: str = "batch",
+          grid: str | None = None, order: int = 3, image: str = "batch",
           adjoint_params=None, generator=None) -> tuple[torch.Tensor, int]:
     """UniPC-bh2 with ``nfe`` evaluations (``unipc_on`` on a grid of nfe steps)."""
     del adjoint_params, generator
     if order not in (1, 2, 3):
         raise ValueError(f"unipc order must be 1, 2 or 3, got {order}")
     return unipc_on(eps_fn, sde, z1, _grid(sde, nfe, t_end, grid, "unipc"), order=order,
-                    clip=clip, image=image)
+                    image=image)
 
 
 # ---------------------------------------------------------------------- reverse SDE
@@ -443,8 +436,8 @@ class Solver:
         return not (self.adaptive or self.stochastic)
 
 
-_TORCHDIFFEQ = frozenset({"t_end", "time_scale", "adjoint", "denoise"})
-_FAST = frozenset({"nfe", "t_end", "grid", "denoise"})
+_TORCHDIFFEQ = frozenset({"t_end", "time_scale", "adjoint", "denoise", "clip"})
+_FAST = frozenset({"nfe", "t_end", "grid", "denoise", "clip"})
 SOLVERS = {
     **{name: Solver(functools.partial(probability_flow_z, method=name),
                     _TORCHDIFFEQ | {"rtol", "atol", "options"}, adaptive=True)
@@ -452,10 +445,10 @@ SOLVERS = {
     **{name: Solver(functools.partial(probability_flow_z, method=name), _TORCHDIFFEQ | {"nfe"},
                     frozenset({"nfe"}), min_nfe=FIXED_STEP_EVALS[name])
        for name in ("euler", "heun", "rk4")},
-    "ddim": Solver(ddim, _FAST | {"eta", "clip"}, frozenset({"nfe"})),
-    "dpmpp_2m": Solver(dpm_solver_pp_2m, _FAST | {"clip"}, frozenset({"nfe"})),
+    "ddim": Solver(ddim, _FAST | {"eta"}, frozenset({"nfe"})),
+    "dpmpp_2m": Solver(dpm_solver_pp_2m, _FAST, frozenset({"nfe"})),
     "dpm_solver_3": Solver(dpm_solver_3, _FAST, frozenset({"nfe"}), min_nfe=3),
-    "unipc": Solver(unipc, _FAST | {"order", "clip"}, frozenset({"nfe"})),
+    "unipc": Solver(unipc, _FAST | {"order"}, frozenset({"nfe"})),
     "reverse_sde": Solver(reverse_sde_z, frozenset({"steps", "t_end", "checkpoint"}),
                           frozenset({"steps"}), stochastic=True),
 }
@@ -480,6 +473,23 @@ def denoised(fn):
             z, used = fn(eps_fn, sde, z1, t_end=t_end, **kwargs)
         a, s = _a_s(sde, t_end)
         return (z - s * _evaluate(eps_fn, t_end, z)) / a, used + 1
+    return solve
+
+
+def clipped(fn):
+    """``fn`` on a clipped model: the data prediction x0 = (z - s eps_hat) / a clamped to
+    [-1, 1] and the noise prediction recomputed from it, eps = (z - a x0) / s (a DDPM's data
+    range; its ancestral chain clips the same prediction). One wrapper for every solver: the
+    data-prediction solvers then step on the clipped x0, the noise-prediction ones
+    (DPM-Solver-3, dopri5) on the flow it implies, and the final denoising step returns it."""
+    def solve(eps_fn, sde, z1, **kwargs):
+        def eps_clipped(z, t):
+            alpha_bar = sde.alpha_bar(t)
+            a = torch.as_tensor(alpha_bar, dtype=z.dtype, device=z.device).sqrt()
+            s = (1 - torch.as_tensor(alpha_bar, dtype=z.dtype, device=z.device)).sqrt()
+            x0 = ((z - s * eps_fn(z, t)) / a).clamp(-1, 1)
+            return (z - a * x0) / s
+        return fn(eps_clipped, sde, z1, **kwargs)
     return solve
 
 
@@ -549,6 +559,8 @@ def make_solver(spec=None) -> Callable[..., tuple[torch.Tensor, int]]:
     fn = SOLVERS[name].fn
     if options.pop("denoise", False):
         fn = denoised(fn)
+    if options.pop("clip", False):
+        fn = clipped(fn)
     return functools.partial(fn, **options)
 
 

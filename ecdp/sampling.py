@@ -24,7 +24,8 @@ import torch
 
 from .samplers import RELEASED_SAMPLING, SOLVERS, check_options, make_solver, stochastic
 
-__all__ = ["Sampling", "parse_sampling", "merge_sampling", "Sampled", "FAMILIES"]
+__all__ = ["Sampling", "parse_sampling", "merge_sampling", "student_sampling", "Sampled",
+           "FAMILIES"]
 
 EVALUATION = ("batch", "temperature", "channels_last")
 FAMILIES = ("ecdp", "ddpm")
@@ -114,10 +115,10 @@ def parse_sampling(spec: dict | Sampling | None, *, family: str = "ecdp",
             raise ValueError(f"{where}.solver: reverse_sde is ECDP's (the conditional SDE); a "
                              f"DDPM's stochastic sampler is its ancestral chain or ddim with eta")
         # a DDPM's fast solve ends by predicting the clean image from its first step, and
-        # clips its data predictions to [-1, 1] as the chain does (where the solver has them)
+        # clips its data predictions to [-1, 1] as the chain does (every probability-flow
+        # solver: ``samplers.clipped``)
         spec.setdefault("denoise", True)
-        if "clip" in SOLVERS.get(spec.get("solver"), SOLVERS["dopri5"]).options:
-            spec.setdefault("clip", True)
+        spec.setdefault("clip", True)
     evaluation = _evaluation(spec, where)
     for key in EVALUATION:
         spec.pop(key, None)
@@ -133,6 +134,15 @@ def parse_sampling(spec: dict | Sampling | None, *, family: str = "ecdp",
               f"{', '.join(n for n, s in SOLVERS.items() if s.batchable)}")
     return Sampling(solver, tuple(sorted(options.items())), family=family, where=where,
                     **evaluation)
+
+
+def student_sampling(distill: dict, nfe: int, *, where: str) -> Sampling:
+    """How a distilled student is trained and sampled: ``training.distill``'s solver on its
+    grid (null: the solver's default) at the student's ``nfe``."""
+    spec = {"solver": distill["solver"], "nfe": nfe}
+    if distill.get("grid"):
+        spec["grid"] = distill["grid"]
+    return parse_sampling(spec, where=where)
 
 
 def merge_sampling(defaults: dict | None, override: dict | None) -> dict:

@@ -31,7 +31,7 @@ from .nets import RRDBEncoder, RRDBNet, count_parameters
 from .parametrization import Parametrization, select_k
 from .rng import batch_generator, make_generator, seed_torch
 from .samplers import SOLVERS, make_solver
-from .sampling import parse_sampling
+from .sampling import parse_sampling, student_sampling
 from .sde import estimate_sigma
 from .train import (averaged, budget_text, dataset_input, fit, patch_batches, patch_sampler,
                     save_result)
@@ -275,7 +275,7 @@ def train_ecdp_distilled(*, dataset, teacher_checkpoint, out, weights_status: di
     ``cfg["pairs"]`` patches once (``teacher_pairs``); each step draws a batch of them. The
     student starts from the teacher's EMA weights (encoder frozen, as stage 2). cfg: {steps,
     batch_size, patch_size, pairs, lr, milestones, ema_decay, clip_value, save_every, solver,
-    teacher, iq_weight, allow_random_vgg}."""
+    grid, teacher, iq_weight, allow_random_vgg}."""
     seed_torch(seed)
     ckpt = load_checkpoint(teacher_checkpoint, weights="ema")
     meta0 = ckpt["meta"]
@@ -292,8 +292,7 @@ def train_ecdp_distilled(*, dataset, teacher_checkpoint, out, weights_status: di
     model.encoder.requires_grad_(False)
     teacher_solver = make_solver(parse_sampling(cfg["teacher"] or None,
                                                 where="training.distill.teacher"))
-    student = parse_sampling({"solver": cfg["solver"], "nfe": nfe},
-                             where="training.distill.solver")
+    student = student_sampling(cfg, nfe, where="training.distill.solver")
     if student.adaptive or SOLVERS[student.solver].stochastic:
         raise ValueError(f"training.distill.solver: a student needs a fixed-step "
                          f"deterministic solver, not {student.solver}")

@@ -24,7 +24,7 @@ from typing import Any
 from ecdp.config import coerce_overrides
 from ecdp.metrics import QUALITY
 from ecdp.tables import METRIC_FORMATS, TIMING_METRICS
-from ecdp.sampling import Sampling, merge_sampling, parse_sampling
+from ecdp.sampling import Sampling, merge_sampling, parse_sampling, student_sampling
 from ecdp.samplers import SOLVERS
 
 __all__ = ["resolve_run", "prepare_config", "Run", "Experiment", "TrainedModel", "NAME_PATTERN",
@@ -156,8 +156,8 @@ def _sampling(name: str, spec: dict, config: dict, methods: dict, schema: dict |
             raise _error(f"experiments.{name}.distill", "a distilled student is an ecdp "
                          "experiment sampled by training.distill.solver at its nfe (no "
                          "sampling: of its own)")
-        return parse_sampling({"solver": config["training"]["distill"]["solver"],
-                               "nfe": spec["distill"]["nfe"]}, where=f"experiments.{name}")
+        return student_sampling(config["training"]["distill"], spec["distill"]["nfe"],
+                                where=f"experiments.{name}")
     override = spec.get("sampling")
     if override is not None and schema is not None:  # --config strings typed like sampling:
         node = {"$defs": schema["$defs"], **schema["$defs"][f"{method.sampling}_sampling"]}
@@ -325,7 +325,8 @@ def _frontier(config: dict, experiments: dict) -> tuple:
     if not_sampled:
         raise _error("frontier.experiments", f"{not_sampled} are not diffusion experiments "
                      "(their methods have no solver)")
-    for solver in spec["solvers"]:
+    for entry in spec["solvers"]:
+        solver = entry if isinstance(entry, str) else entry["solver"]
         if not any(SOLVERS[solver].min_nfe <= n for n in spec["nfe"]):
             raise _error("frontier.nfe", f"solver {solver} needs nfe >= "
                          f"{SOLVERS[solver].min_nfe}; none of {spec['nfe']} is")

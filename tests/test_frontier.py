@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL
-from ecdp.frontier import (at_equal_nfe, frontier_grid, run_frontier, summarize_frontier,
-                           write_frontier_table)
+from ecdp.frontier import (at_equal_nfe, frontier_grid, run_frontier, solver_label,
+                           summarize_frontier, write_frontier_table)
 from ecdp.sampling import parse_sampling
 from test_run import run_of
 
@@ -23,8 +23,11 @@ def test_students_are_ecdp_rows_trained_from_their_teacher_and_sampled_as_distil
         assert (model.rule, model.upstream, model.chain) == ("train_ecdp_distill", "ecdp", nfe)
         assert model.params["nfe"] == nfe and model.params["cfg"]["solver"] == "dpmpp_2m"
         assert run.experiments[name].sampling.record() == {"solver": "dpmpp_2m", "nfe": nfe,
-                                                           "temperature": 1.0}
+                                                           "grid": "logsnr", "temperature": 1.0}
         assert run.experiments[name].distilled == nfe
+    default_grid = run_of({"run": ["ecdp", "ecdp-distilled-2"],
+                           "training": {"distill": {"grid": None}}})
+    assert "grid" not in default_grid.experiments["ecdp-distilled-2"].sampling.record()
     assert run.frontier == ("ecdp", "srdiff", "sr3", *STUDENTS)
     assert run.experiments["ecdp"].distilled is None
     assert run_of().frontier == ("ecdp", "srdiff")  # the default run: no SR3, no students
@@ -42,6 +45,8 @@ def test_students_are_ecdp_rows_trained_from_their_teacher_and_sampled_as_distil
                                                  "diffusion experiments"),
     ({"frontier": {"solvers": ["dpm_solver_3"], "nfe": [1, 2]}},
      "frontier.nfe: solver dpm_solver_3 needs nfe >= 3"),
+    ({"frontier": {"solvers": [{"solver": "dpm_solver_3", "grid": "edm"}], "nfe": [2]}},
+     "frontier.nfe: solver dpm_solver_3 needs nfe >= 3"),
     ({"experiments": {"frontier": {"method": "bicubic"}}}, "experiments.frontier: 'frontier' is"),
 ])
 def test_frontier_and_student_config_errors_name_their_key(overrides, key):
@@ -56,8 +61,8 @@ def test_ddpm_family_takes_every_probability_flow_solver():
                                                              "clip": True}
     assert fast.record() == {"solver": "dpmpp_2m", "clip": True, "denoise": True, "nfe": 10,
                              "temperature": 1.0}
-    assert "clip" not in parse_sampling({"solver": "dpm_solver_3", "nfe": 4},
-                                        family="ddpm").options_dict()  # noise prediction
+    for spec in ({"solver": "dpm_solver_3", "nfe": 4}, {"solver": "dopri5"}):
+        assert parse_sampling(spec, family="ddpm").options_dict()["clip"]  # the clipped flow
     assert parse_sampling({"steps": 100}, family="ddpm").record() == {"solver": "ancestral",
                                                                        "steps": 100}
     with pytest.raises(ValueError, match="sampling.srdiff.solver: reverse_sde is ECDP's"):
@@ -77,6 +82,12 @@ def test_frontier_grid_skips_budgets_a_solver_cannot_meet_and_repeats_no_prior_p
                                                  ("dpm_solver_3", 4)]
     grid = frontier_grid("ecdp", solvers=["ddim", "dpm_solver_3"], nfe=[1, 3])
     assert [(s.solver, s.nfe) for s in grid] == [("ddim", 1), ("ddim", 3), ("dpm_solver_3", 3)]
+    # a solver on a named grid is a line of its own, labelled with the grid
+    grid = frontier_grid("ecdp", solvers=["dpmpp_2m", {"solver": "dpmpp_2m", "grid": "logsnr"}],
+                         nfe=[1, 6])
+    assert [(solver_label(s), s.nfe) for s in grid] == [
+        ("dpmpp_2m", 1), ("dpmpp_2m", 6), ("dpmpp_2m (logsnr)", 6)]
+    assert grid[2].options_dict()["grid"] == "logsnr" and "grid" not in grid[1].options_dict()
 
 
 def _rows():
@@ -138,14 +149,15 @@ def test_frontier_rows_share_the_start_draw_and_score_against_the_reference(tmp_
     rows = run_frontier(model, "ecdp", tmp_path / "results" / "lr" / "test.json", specs=specs,
                         tabled=parse_sampling({"solver": "euler", "nfe": 4}),
                         reference_tolerance=1e-5, experiment="tiny", progress=False)
-    assert list(rows.setting[:3]) == ["NFE 4", "NFE 2", "NFE 20"]
+    assert list(rows.setting[:3]) == ["NFE 4", "NFE 2, time_quadratic grid",
+                                      "NFE 20, time_quadratic grid"]
     assert list(rows.released[:3]) == [True, False, False] and rows.image.nunique() == 2
-    rms = rows.groupby("setting").rms_to_reference.mean()
-    assert rms["NFE 20"] < rms["NFE 2"]
+    rms = rows.groupby("nfe").rms_to_reference.mean()
+    assert rms[20] < rms[2]
     again = run_frontier(model, "ecdp", tmp_path / "results" / "lr" / "test.json",
                          specs=specs[:1], tabled=parse_sampling({"solver": "euler", "nfe": 4}),
                          reference_tolerance=1e-5, progress=False)
-    assert list(again.psnr) == list(rows.psnr[rows.setting.isin(["NFE 4", "NFE 2"])])
+    assert list(again.psnr) == list(rows.psnr[rows.nfe.isin([4, 2])])
     assert (rows.rms_to_tabled[rows.released] == 0).all()
     # a student is measured against its teacher's solves from the same draw
     student = tiny_ecdp(seed=1).eval()

@@ -184,15 +184,36 @@ def test_unipc_matches_the_diffusers_implementation(steps, order):
     assert torch.allclose(ours, x, rtol=0, atol=1e-7)
 
 
-@pytest.mark.parametrize("solver", ["ddim", "dpmpp_2m", "unipc"])
-def test_clip_keeps_a_ddpm_solve_in_its_data_range(solver):
+@pytest.mark.parametrize("spec", [{"solver": "ddim", "nfe": 8}, {"solver": "dpmpp_2m", "nfe": 8},
+                                  {"solver": "unipc", "nfe": 8},
+                                  {"solver": "dpm_solver_3", "nfe": 9},
+                                  {"solver": "dopri5", "rtol": 1e-5, "atol": 1e-5}])
+def test_clip_keeps_a_ddpm_solve_in_its_data_range(spec):
     """``clip`` (default for SRDiff and SR3) clips the data prediction to [-1, 1] as their
-    ancestral chain does: data at 3 lands near 1, not at 3."""
+    ancestral chain does, for every solver (the noise-prediction ones on the flow the clipped
+    prediction implies): data at 3 lands near 1, not at 3."""
     vp = DiscreteVP(Schedule(cosine_betas(100)).alpha_bar)
     eps = gaussian_eps(vp, 3.0, 0.1)
     x1 = _prior((16, 1, 2, 2))
-    free = make_solver({"solver": solver, "nfe": 8, "t_end": 0.01})(eps, vp, x1)[0]
-    clipped = make_solver({"solver": solver, "nfe": 8, "t_end": 0.01, "clip": True})(
-        eps, vp, x1)[0]
+    free = make_solver({**spec, "t_end": 0.01})(eps, vp, x1)[0]
+    clipped = make_solver({**spec, "t_end": 0.01, "clip": True})(eps, vp, x1)[0]
     assert float(free.mean()) == pytest.approx(3.0, abs=0.2)
     assert float(clipped.max()) < 1.1 and float(clipped.mean()) > 0.8
+
+
+def test_clip_is_the_release_clipping_inside_each_data_prediction_solver():
+    """The wrapper gives the data-prediction solvers exactly the clamped x0: DDIM (eta 0) on
+    a clipped model equals one step-by-step DDIM that clamps x0 itself."""
+    vp = DiscreteVP(Schedule(cosine_betas(100)).alpha_bar)
+    eps = gaussian_eps(vp, 3.0, 0.1)
+    x1 = _prior((16, 1, 2, 2))
+    ours = make_solver({"solver": "ddim", "nfe": 6, "t_end": 0.01, "clip": True})(eps, vp, x1)[0]
+    ts = time_grid(DEFAULT_GRID["ddim"], vp, 6, 0.01)
+    z = x1
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        a, s = float(vp.alpha_bar(t)) ** 0.5, (1 - float(vp.alpha_bar(t))) ** 0.5
+        a_n, s_n = float(vp.alpha_bar(t_next)) ** 0.5, (1 - float(vp.alpha_bar(t_next))) ** 0.5
+        e = eps(z, t)
+        x0 = ((z - s * e) / a).clamp(-1, 1)
+        z = a_n * x0 + s_n * (z - a * x0) / s
+    assert torch.allclose(ours, z, rtol=0, atol=1e-12)
