@@ -227,3 +227,22 @@ def test_frontier_and_students_have_their_own_targets_outside_all(tmp_path):
     assert jobs["table"] == 1 and jobs["train_ecdp_distill"] == 9 and "frontier_run" not in jobs
     jobs = planned(tmp_path, "--cores", "1", "all", "--config", "run=null")
     assert "train_ecdp_distill" not in jobs and "frontier_run" not in jobs
+
+
+def test_student_budget_benchmark_checks_its_budgets_and_names_a_missing_model(tmp_path,
+                                                                               monkeypatch):
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import student_budget
+
+    assert student_budget._budget("300:96") == (300, 96)
+    for bad in ("300", "a:b", "0:96"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"--budget '{bad}'"):
+            student_budget._budget(bad)
+    monkeypatch.setattr(sys, "argv", ["student_budget.py", "--run-dir", str(tmp_path),
+                                      "--budget", "1:1", "--out", str(tmp_path / "s")])
+    with pytest.raises(SystemExit, match="models/ecdp/train0/model.pt: missing"):
+        student_budget.main()
+    assert not (tmp_path / "s").exists()  # nothing written before the inputs are checked
