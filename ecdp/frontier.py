@@ -31,8 +31,8 @@ from .samplers import DEFAULT_GRID, RELEASED_SAMPLING
 from .sampling import Sampled, Sampling, parse_sampling
 from .tables import html_page, welch_p
 
-__all__ = ["frontier_grid", "solver_entry", "solver_label", "run_frontier", "summarize_frontier", "write_frontier_table",
-           "FRONTIER_METRICS", "at_equal_nfe"]
+__all__ = ["frontier_grid", "solver_entry", "solver_label", "run_frontier",
+           "summarize_frontier", "write_frontier_table", "FRONTIER_METRICS", "at_equal_nfe"]
 
 FRONTIER_METRICS = ("psnr", "lr_psnr", "ssim", "lpips", "seconds", "nfe", "rms_to_reference",
                     "rms_to_tabled")
@@ -51,6 +51,11 @@ def solver_label(sampling: Sampling) -> str:
     return f"{sampling.solver} ({grid})" if grid else sampling.solver
 
 
+def _steps(options: dict) -> int:
+    """A fixed budget's solver steps: the denoising step is an evaluation but no step."""
+    return options["nfe"] - 1 if options.get("denoise") else options["nfe"]
+
+
 def frontier_grid(family: str, *, solvers: list, nfe: list[int],
                   where: str = "frontier") -> list[Sampling]:
     """Every solver (a name, or {solver, grid}) at every budget it can meet, as ``Sampling``
@@ -58,7 +63,7 @@ def frontier_grid(family: str, *, solvers: list, nfe: list[int],
     are the same whatever the grid appear once: the prediction from the prior (NFE 1 with the
     denoising step) for every solver, and one step from t = 1 to t_end on a named grid."""
     grid, seen_one = [], False
-    named = {solver_entry(e)["solver"] for e in solvers if isinstance(e, str)}
+    named = {e for e in solvers if isinstance(e, str)}
     for entry in solvers:
         entry = solver_entry(entry)
         for n in nfe:
@@ -72,8 +77,7 @@ def frontier_grid(family: str, *, solvers: list, nfe: list[int],
                 if seen_one:  # the prediction from the prior: the same for every solver
                     continue
                 seen_one = True
-            steps = n - 1 if options.get("denoise") else n
-            if "grid" in entry and steps == 1 and entry["solver"] in named:
+            if "grid" in entry and _steps(options) == 1 and entry["solver"] in named:
                 continue  # one step has no inner time: the default grid's line has it
             grid.append(sampling)
     return grid
@@ -91,6 +95,8 @@ def _describe(sampled: Sampled) -> str:
         return str(sampling.record())
     if options["nfe"] == 1 and options.get("denoise"):
         return "NFE 1, the prediction from the prior"
+    if _steps(options) == 1:  # no inner time: no grid to name
+        return f"NFE {options['nfe']}, one step"
     grid = options.get("grid", DEFAULT_GRID.get(sampling.solver))
     return f"NFE {options['nfe']}" + (f", {grid} grid" if grid else "")
 

@@ -202,8 +202,8 @@ def _grid(sde, steps: int, t_end: float, grid: str | None, solver: str) -> torch
 
 
 def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3000,
-         grid: str | None = None, eta: float = 0.0, generator=None,
-         image: str = "batch", adjoint_params=None) -> tuple[torch.Tensor, int]:
+         grid: str | None = None, eta: float = 0.0, generator=None, image: str = "batch",
+         adjoint_params=None) -> tuple[torch.Tensor, int]:
     """DDIM (Song et al. 2021, eq. 12) in ``nfe`` steps of one evaluation each:
 
         x0 = (z_i - s_i eps) / a_i,  c = eta sqrt((s_n^2 / s_i^2) (1 - a_i^2 / a_n^2)),
@@ -227,8 +227,8 @@ def ddim(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3
 
 
 def dpm_solver_pp_2m(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int,
-                     t_end: float = 1 / 3000, grid: str | None = None, image: str = "batch", adjoint_params=None,
-                     generator=None) -> tuple[torch.Tensor, int]:
+                     t_end: float = 1 / 3000, grid: str | None = None, image: str = "batch",
+                     adjoint_params=None, generator=None) -> tuple[torch.Tensor, int]:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2), ``nfe`` steps of one
     evaluation each on the data prediction x0_i = (z_i - s_i eps_hat(z_i, t_i)) / a_i:
 
@@ -373,8 +373,8 @@ def unipc_on(eps_fn: EpsFn, sde, z1: torch.Tensor, ts: torch.Tensor, *, order: i
 
 
 def unipc(eps_fn: EpsFn, sde, z1: torch.Tensor, *, nfe: int, t_end: float = 1 / 3000,
-          grid: str | None = None, order: int = 3, image: str = "batch",
-          adjoint_params=None, generator=None) -> tuple[torch.Tensor, int]:
+          grid: str | None = None, order: int = 3, image: str = "batch", adjoint_params=None,
+          generator=None) -> tuple[torch.Tensor, int]:
     """UniPC-bh2 with ``nfe`` evaluations (``unipc_on`` on a grid of nfe steps)."""
     del adjoint_params, generator
     if order not in (1, 2, 3):
@@ -484,9 +484,7 @@ def clipped(fn):
     (DPM-Solver-3, dopri5) on the flow it implies, and the final denoising step returns it."""
     def solve(eps_fn, sde, z1, **kwargs):
         def eps_clipped(z, t):
-            alpha_bar = sde.alpha_bar(t)
-            a = torch.as_tensor(alpha_bar, dtype=z.dtype, device=z.device).sqrt()
-            s = (1 - torch.as_tensor(alpha_bar, dtype=z.dtype, device=z.device)).sqrt()
+            a, s = sde.coefficients(t, z)
             x0 = ((z - s * eps_fn(z, t)) / a).clamp(-1, 1)
             return (z - a * x0) / s
         return fn(eps_clipped, sde, z1, **kwargs)
